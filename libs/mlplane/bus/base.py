@@ -1,0 +1,84 @@
+"""The bus port: publish stored events to topics, subscribe a consumer group to topics.
+
+Delivery is at least once and in order per stream. A handler that raises is retried with
+exponential backoff; after `max_attempts` the event is parked on `<topic>.dlq` with the reason
+in its metadata (`error`, `failed_group`) and the consumer moves on.
+"""
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+
+from ..events import StoredEvent
+from ..telemetry import span_from
+
+Handler = Callable[[StoredEvent], Awaitable[None]]
+log = logging.getLogger("mlplane.bus")
+
+TOPIC_PREFIX = "mlplane."
+
+
+def topic_name(context: str) -> str:
+    """Kafka topic of a bounded context: one topic per context, key = stream id."""
+    return context if context.startswith(TOPIC_PREFIX) else TOPIC_PREFIX + context
+
+
+def dlq_topic(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    first_delay: float = 0.05
+    max_delay: float = 2.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.first_delay * 2 ** (attempt - 1), self.max_delay)
+
+
+class Bus(abc.ABC):
+    def __init__(self, retry: RetryPolicy = RetryPolicy()) -> None:
+        self.retry = retry
+
+    async def start(self) -> None:
+        """Connect. Publishing or subscribing before `start` is an error."""
+
+    async def stop(self) -> None:
+        """Finish in-flight deliveries, commit, disconnect."""
+
+    @abc.abstractmethod
+    async def publish(self, topic: str, events: Sequence[StoredEvent]) -> None:
+        """Publish events in order; return once the bus has accepted them durably."""
+
+    @abc.abstractmethod
+    async def subscribe(self, group: str, topics: Sequence[str], handler: Handler) -> None:
+        """Deliver every event of `topics` to `handler`, once per consumer group."""
+
+    async def deliver(self, group: str, topic: str, event: StoredEvent, handler: Handler) -> None:
+        """Run the handler with retries; park the event on the dead-letter topic if it keeps failing."""
+        for attempt in range(1, self.retry.max_attempts + 1):
+            try:
+                with span_from(
+                    event.meta.get("traceparent"),
+                    f"handle {event.type}",
+                    **{"messaging.consumer.group.name": group, "messaging.destination.name": topic},
+                ):
+                    await handler(event)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure is retried, then parked
+                reason = f"{type(exc).__name__}: {exc}"
+                if attempt == self.retry.max_attempts:
+                    log.error("dead-lettering %s %s for %s: %s", event.type, event.id, group, reason)
+                    parked = replace(
+                        event, meta={**event.meta, "error": reason, "failed_group": group}
+                    )
+                    await self.publish(dlq_topic(topic), [parked])
+                    return
+                log.warning("handler %s failed on %s (attempt %d): %s", group, event.id, attempt, reason)
+                await asyncio.sleep(self.retry.delay(attempt))

@@ -1,0 +1,61 @@
+"""Typed errors of the kernel. The gateway maps each to one HTTP problem type."""
+from __future__ import annotations
+
+
+class MlplaneError(Exception):
+    """Base of every error mlplane raises on purpose."""
+
+    status = 500
+    title = "Internal error"
+
+    def __init__(self, detail: str = "", **extra: object) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extra = extra
+
+
+class ConcurrencyError(MlplaneError):
+    """Another writer appended to the stream since it was read."""
+
+    status = 409
+    title = "Concurrent modification"
+
+    def __init__(self, stream_id: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"stream {stream_id!r} is at version {actual}, expected {expected}",
+            stream_id=stream_id,
+            expected_version=expected,
+            actual_version=actual,
+        )
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+
+
+class NotFound(MlplaneError):
+    status = 404
+    title = "Not found"
+
+
+class Conflict(MlplaneError):
+    status = 409
+    title = "Conflict"
+
+
+class Invalid(MlplaneError):
+    status = 422
+    title = "Invalid request"
+
+
+class Unauthorized(MlplaneError):
+    status = 401
+    title = "Unauthorized"
+
+
+class Forbidden(MlplaneError):
+    status = 403
+    title = "Forbidden"
+
+
+class UnknownEventType(MlplaneError):
+    title = "Unknown event type"

@@ -1,0 +1,212 @@
+"""Events: typed payloads, the registry of their types and versions, and the envelope.
+
+An event payload is a pydantic model registered under a past-tense type name and a version.
+Stores never see the models: they keep `StoredEvent` rows whose `data` is plain JSON, and
+`EventRegistry.decode` turns a row back into a model, upcasting old versions on the way.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from .errors import UnknownEventType
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+E = TypeVar("E", bound="Event")
+
+ERASED = None
+"""What a personal field reads as once its subject has been forgotten."""
+
+
+class Event(BaseModel):
+    """Base of every event payload. Subclasses are registered with `@registry.register`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type_name: ClassVar[str] = ""
+    type_version: ClassVar[int] = 1
+    topic: ClassVar[str] = ""
+    personal: ClassVar[tuple[str, ...]] = ()
+    subject_field: ClassVar[str | None] = None
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One event as the store keeps it: payload as JSON-ready data, metadata beside it."""
+
+    id: str
+    stream_id: str
+    type: str
+    data: dict[str, Any]
+    type_version: int = 1
+    version: int = 0
+    position: int = 0
+    time: datetime = field(default_factory=now)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def at(self, version: int, position: int) -> StoredEvent:
+        return replace(self, version=version, position=position)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A decoded event with its CloudEvents attributes and mlplane extensions."""
+
+    id: str
+    type: str
+    stream_id: str
+    data: Event
+    version: int
+    position: int
+    time: datetime
+    source: str = "mlplane"
+    space: str | None = None
+    actor: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    traceparent: str | None = None
+
+    @property
+    def topic(self) -> str:
+        return self.data.topic
+
+    def cloudevent_attributes(self) -> dict[str, str]:
+        """CloudEvents 1.0 attributes plus extensions, as strings (binary-mode headers)."""
+        attrs = {
+            "specversion": "1.0",
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+            "subject": self.stream_id,
+            "time": self.time.isoformat(),
+            "datacontenttype": "application/json",
+            "dataschema": f"urn:mlplane:event:{self.type}:v{self.data.type_version}",
+            "streamversion": str(self.version),
+            "position": str(self.position),
+        }
+        optional = {
+            "space": self.space,
+            "actor": self.actor,
+            "correlationid": self.correlation_id,
+            "causationid": self.causation_id,
+            "traceparent": self.traceparent,
+        }
+        attrs.update({k: v for k, v in optional.items() if v})
+        return attrs
+
+
+META_KEYS = ("source", "space", "actor", "correlation_id", "causation_id", "traceparent")
+
+
+class EventRegistry:
+    """Maps type names to payload models, with upcasters from each old version to the next."""
+
+    def __init__(self) -> None:
+        self._types: dict[str, type[Event]] = {}
+        self._upcasters: dict[tuple[str, int], Upcaster] = {}
+
+    def register(
+        self,
+        name: str,
+        *,
+        topic: str,
+        version: int = 1,
+        personal: tuple[str, ...] = (),
+        subject_field: str | None = None,
+    ) -> Callable[[type[E]], type[E]]:
+        def decorate(cls: type[E]) -> type[E]:
+            if name in self._types and self._types[name] is not cls:
+                raise ValueError(f"event type {name!r} is registered twice")
+            for fname in personal:
+                info = cls.model_fields.get(fname)
+                if info is None or info.is_required() or info.default is not None:
+                    raise ValueError(f"personal field {name}.{fname} must be optional (None)")
+            cls.type_name, cls.type_version, cls.topic = name, version, topic
+            cls.personal, cls.subject_field = personal, subject_field
+            self._types[name] = cls
+            return cls
+
+        return decorate
+
+    def upcaster(self, name: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+        """Register a function turning version `from_version` data into `from_version + 1`."""
+
+        def decorate(fn: Upcaster) -> Upcaster:
+            self._upcasters[(name, from_version)] = fn
+            return fn
+
+        return decorate
+
+    def model(self, name: str) -> type[Event]:
+        try:
+            return self._types[name]
+        except KeyError:
+            raise UnknownEventType(f"no event type {name!r} is registered") from None
+
+    def types(self) -> dict[str, type[Event]]:
+        return dict(self._types)
+
+    def upcast(self, name: str, version: int, data: dict[str, Any]) -> dict[str, Any]:
+        target = self.model(name).type_version
+        while version < target:
+            data = self._upcasters[(name, version)](dict(data))
+            version += 1
+        return data
+
+    def to_stored(
+        self, stream_id: str, event: Event, *, event_id: str | None = None, **meta: Any
+    ) -> StoredEvent:
+        return StoredEvent(
+            id=event_id or new_id(),
+            stream_id=stream_id,
+            type=event.type_name,
+            type_version=event.type_version,
+            data=event.model_dump(mode="json"),
+            meta={k: v for k, v in meta.items() if v is not None},
+        )
+
+    def decode(self, stored: StoredEvent) -> Envelope:
+        model = self.model(stored.type)
+        data = self.upcast(stored.type, stored.type_version, stored.data)
+        meta = stored.meta
+        return Envelope(
+            id=stored.id,
+            type=stored.type,
+            stream_id=stored.stream_id,
+            data=model.model_validate(data),
+            version=stored.version,
+            position=stored.position,
+            time=stored.time,
+            **{k: meta[k] for k in META_KEYS if k in meta},
+        )
+
+    def json_schemas(self) -> dict[str, dict[str, Any]]:
+        """JSON Schema of every registered type, keyed `<Type>.v<version>`."""
+        out = {}
+        for name, model in sorted(self._types.items()):
+            schema = model.model_json_schema()
+            schema["x-mlplane"] = {
+                "type": name,
+                "version": model.type_version,
+                "topic": model.topic,
+                "personal": list(model.personal),
+            }
+            out[f"{name}.v{model.type_version}"] = schema
+        return out
+
+
+registry = EventRegistry()
+"""The registry every service registers its event types in (a catalogue, not a connection)."""

@@ -1,0 +1,145 @@
+"""SQLite event store: the embedded default (one file, WAL mode).
+
+Positions are the table's integer primary key, assigned inside the write transaction.
+SQLite admits one writer at a time, so positions commit in order and a reader never sees a
+later position before an earlier one.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+
+from ..errors import ConcurrencyError
+from ..events import StoredEvent
+from .base import EventStore
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    position     INTEGER PRIMARY KEY,
+    id           TEXT NOT NULL UNIQUE,
+    stream_id    TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    type         TEXT NOT NULL,
+    type_version INTEGER NOT NULL,
+    time         TEXT NOT NULL,
+    data         TEXT NOT NULL,
+    meta         TEXT NOT NULL,
+    UNIQUE (stream_id, version)
+);
+"""
+
+COLUMNS = "position, id, stream_id, version, type, type_version, time, data, meta"
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """Open a SQLite file the way every mlplane adapter wants it."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=10000")
+    return conn
+
+
+def _row(ev: StoredEvent) -> tuple:
+    return (
+        ev.position,
+        ev.id,
+        ev.stream_id,
+        ev.version,
+        ev.type,
+        ev.type_version,
+        ev.time.isoformat(),
+        json.dumps(ev.data, separators=(",", ":")),
+        json.dumps(ev.meta, separators=(",", ":")),
+    )
+
+
+def _event(row: tuple) -> StoredEvent:
+    position, id_, stream_id, version, type_, type_version, time, data, meta = row
+    return StoredEvent(
+        id=id_,
+        stream_id=stream_id,
+        type=type_,
+        data=json.loads(data),
+        type_version=type_version,
+        version=version,
+        position=position,
+        time=datetime.fromisoformat(time),
+        meta=json.loads(meta),
+    )
+
+
+class SQLiteEventStore(EventStore):
+    def __init__(self, path: str) -> None:
+        self._db = connect(path)
+        self._db.executescript(SCHEMA)
+
+    async def append(
+        self, stream_id: str, events: Sequence[StoredEvent], expected_version: int | None
+    ) -> list[StoredEvent]:
+        if not events:
+            return []
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            existing = self._already_stored(events)
+            if existing is not None:
+                db.execute("ROLLBACK")
+                return existing
+            current = db.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?", (stream_id,)
+            ).fetchone()[0]
+            if expected_version is not None and current != expected_version:
+                raise ConcurrencyError(stream_id, expected_version, current)
+            head = db.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
+            stored = [
+                ev.at(current + i, head + i) for i, ev in enumerate(events, start=1)
+            ]
+            db.executemany(
+                f"INSERT INTO events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                [_row(ev) for ev in stored],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return stored
+
+    def _already_stored(self, events: Sequence[StoredEvent]) -> list[StoredEvent] | None:
+        ids = [ev.id for ev in events]
+        marks = ",".join("?" * len(ids))
+        rows = self._db.execute(
+            f"SELECT {COLUMNS} FROM events WHERE id IN ({marks}) ORDER BY position", ids
+        ).fetchall()
+        return [_event(r) for r in rows] if rows else None
+
+    async def read_stream(
+        self, stream_id: str, from_version: int = 1, to_version: int | None = None
+    ) -> list[StoredEvent]:
+        rows = self._db.execute(
+            f"SELECT {COLUMNS} FROM events WHERE stream_id = ? AND version >= ? AND version <= ?"
+            " ORDER BY version",
+            (stream_id, from_version, to_version if to_version is not None else 2**62),
+        ).fetchall()
+        return [_event(r) for r in rows]
+
+    async def read_all(self, from_position: int = 1, limit: int = 1000) -> list[StoredEvent]:
+        rows = self._db.execute(
+            f"SELECT {COLUMNS} FROM events WHERE position >= ? ORDER BY position LIMIT ?",
+            (from_position, limit),
+        ).fetchall()
+        return [_event(r) for r in rows]
+
+    async def head_position(self) -> int:
+        return self._db.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
+
+    async def stream_version(self, stream_id: str) -> int:
+        return self._db.execute(
+            "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?", (stream_id,)
+        ).fetchone()[0]
+
+    async def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,88 @@
+"""The kernel every service runs on: event log, read models, bus, outbox relay, projections.
+
+`Kernel.open(settings)` picks adapters from the settings' URLs; `start` launches the relay and
+the projection runners as tasks; `stop` lets them finish their batch and closes everything.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from . import adapters, telemetry
+from .bus import Bus
+from .eventlog import EventLog
+from .events import EventRegistry, registry as default_registry
+from .outbox import OutboxRelay
+from .projections import Projection, ProjectionRunner
+from .readmodels import ReadModelStore
+from .settings import Settings
+
+log = logging.getLogger("mlplane.kernel")
+
+
+@dataclass
+class Kernel:
+    settings: Settings
+    log: EventLog
+    docs: ReadModelStore
+    bus: Bus
+    projections: dict[str, Projection] = field(default_factory=dict)
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+    _followers: list = field(default_factory=list)
+
+    @classmethod
+    def open(cls, settings: Settings, registry: EventRegistry = default_registry) -> Kernel:
+        telemetry.configure(settings.trace_exporter, service=f"mlplane-{settings.service}")
+        store = adapters.event_store(settings.events_url, settings.prefix)
+        keys = adapters.key_store(settings.keys_url, settings.prefix)
+        return cls(
+            settings=settings,
+            log=EventLog(store, registry, keys),
+            docs=adapters.read_models(settings.readmodels_url, settings.prefix),
+            bus=adapters.bus(settings.bus_url, client_id=f"mlplane-{settings.service}"),
+        )
+
+    def add_projections(self, projections: Sequence[Projection]) -> None:
+        for projection in projections:
+            self.projections[projection.name] = projection
+
+    async def start(self, *, relay: bool = True, projections: bool = True) -> None:
+        await self.bus.start()
+        poll = 0.05 if not self.settings.distributed else 0.25
+        if relay:
+            outbox = OutboxRelay(
+                self.log.store, self.docs, self.bus, self.log.registry,
+                poll_interval=poll, wake=self.log.wait_for_append,
+            )
+            self._spawn("outbox-relay", outbox.run(), outbox)
+        if projections:
+            for projection in self.projections.values():
+                runner = ProjectionRunner(projection, self.log, self.docs, {"poll_interval": poll})
+                self._spawn(f"projection:{projection.name}", runner.run(), runner)
+
+    def _spawn(self, name: str, coro, follower) -> None:
+        self._followers.append(follower)
+        self._tasks.append(asyncio.create_task(coro, name=name))
+
+    async def catch_up(self) -> None:
+        """Bring every projection level with the log (read-your-writes for callers that need it)."""
+        for projection in self.projections.values():
+            await ProjectionRunner(projection, self.log, self.docs).run_once()
+
+    async def stop(self) -> None:
+        for follower in self._followers:
+            follower.stop()
+        self.log.notify()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(task), timeout=5)
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.bus.stop()
+        await self.log.store.close()
+        await self.log.keys.close()
+        await self.docs.close()

@@ -1,0 +1,3 @@
+from .base import Doc, Page, ReadModelStore, Write
+
+__all__ = ["Doc", "Page", "ReadModelStore", "Write"]
