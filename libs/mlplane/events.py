@@ -6,9 +6,9 @@ Stores never see the models: they keep `StoredEvent` rows whose `data` is plain 
 """
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, ClassVar, TypeVar
 
@@ -40,7 +40,8 @@ def now() -> datetime:
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """A random 128-bit id, hex."""
+    return os.urandom(16).hex()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,11 @@ class StoredEvent:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def at(self, version: int, position: int) -> StoredEvent:
-        return replace(self, version=version, position=position)
+        """This event placed at a stream version and a global position."""
+        return StoredEvent(
+            self.id, self.stream_id, self.type, self.data, self.type_version,
+            version, position, self.time, self.meta,
+        )
 
 
 @dataclass(frozen=True, slots=True)

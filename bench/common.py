@@ -1,0 +1,51 @@
+"""Shared pieces of the benchmarks: timing, the result record, the events used everywhere."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from mlplane.events import Event, EventRegistry
+
+registry = EventRegistry()
+
+
+@registry.register("BenchRecorded", topic="bench")
+class BenchRecorded(Event):
+    """A small event shaped like the platform's: a few ids, a number, a label."""
+
+    space: str
+    model: str
+    value: int
+    label: str
+
+
+def event(i: int) -> BenchRecorded:
+    return BenchRecorded(space="space-1", model=f"model-{i % 50}", value=i, label="x" * 64)
+
+
+@dataclass
+class Result:
+    name: str
+    ratio: float
+    target: float
+    higher_is_better: bool
+    detail: dict[str, Any]
+
+    def record(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["ratio"] = round(self.ratio, 3)
+        return out
+
+
+class Timer:
+    def __enter__(self) -> Timer:
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds else float("inf")
