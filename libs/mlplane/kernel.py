@@ -16,7 +16,7 @@ from .bus import Bus
 from .eventlog import EventLog
 from .events import EventRegistry, registry as default_registry
 from .outbox import OutboxRelay
-from .projections import Projection, ProjectionRunner
+from .projections import Projection, ProjectionRunner, rebuild
 from .readmodels import ReadModelStore
 from .settings import Settings
 
@@ -71,6 +71,12 @@ class Kernel:
         """Bring every projection level with the log (read-your-writes for callers that need it)."""
         for projection in self.projections.values():
             await ProjectionRunner(projection, self.log, self.docs).run_once()
+
+    async def forget(self, subject: str) -> None:
+        """Crypto-shred a data subject, then rebuild every projection so no clear text stays."""
+        await self.log.forget(subject)
+        for projection in self.projections.values():
+            await rebuild(projection, self.log, self.docs)
 
     async def stop(self) -> None:
         for follower in self._followers:
