@@ -26,7 +26,11 @@ _propagator = TraceContextTextMapPropagator()
 
 
 def configure(exporter: str | SpanExporter | None, service: str = "mlplane") -> None:
-    """Install a tracer provider for this process. `None` or "none" leaves tracing off."""
+    """Install a tracer provider for this process. `None` or "none" changes nothing.
+
+    A provider configured earlier (a test's in-memory exporter) is kept rather than replaced
+    by "off": `reset` is the way back to no tracing.
+    """
     global _provider
     if exporter in (None, "", "none"):
         return
@@ -41,7 +45,17 @@ def configure(exporter: str | SpanExporter | None, service: str = "mlplane") -> 
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     else:
         raise ValueError(f"unknown trace exporter {exporter!r}: use none, console or otlp")
+    if _provider is not None:
+        _provider.shutdown()
     _provider = provider
+
+
+def reset() -> None:
+    """Flush and remove the provider: tracing is off again (tests restore this state)."""
+    global _provider
+    if _provider is not None:
+        _provider.shutdown()
+    _provider = None
 
 
 def tracer() -> trace.Tracer:
@@ -56,7 +70,15 @@ def current_traceparent() -> str | None:
     return carrier.get("traceparent")
 
 
-def span_from(traceparent: str | None, name: str, **attributes: Any) -> AbstractContextManager:
-    """A span continuing the trace named by `traceparent` (a consumer handling an event)."""
+def span_from(
+    traceparent: str | None,
+    name: str,
+    kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+    **attributes: Any,
+) -> AbstractContextManager:
+    """A span continuing the trace named by `traceparent` (publishing or handling an event).
+
+    Without a traceparent the span continues the current context.
+    """
     ctx = _propagator.extract({"traceparent": traceparent}) if traceparent else otel_context.get_current()
-    return tracer().start_as_current_span(name, context=ctx, attributes=attributes)
+    return tracer().start_as_current_span(name, context=ctx, kind=kind, attributes=attributes)

@@ -9,11 +9,15 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from itertools import groupby
+
+from opentelemetry.trace import SpanKind
 
 from ..events import StoredEvent
-from ..telemetry import span_from
+from ..telemetry import current_traceparent, span_from
 
 Handler = Callable[[StoredEvent], Awaitable[None]]
 log = logging.getLogger("mlplane.bus")
@@ -38,6 +42,33 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         return min(self.first_delay * 2 ** (attempt - 1), self.max_delay)
+
+
+def trace_runs(events: Sequence[StoredEvent]) -> list[list[StoredEvent]]:
+    """Split `events` (order kept) into runs that share a traceparent, i.e. one append each."""
+    return [list(run) for _, run in groupby(events, key=lambda ev: ev.meta.get("traceparent"))]
+
+
+@contextmanager
+def publish_span(topic: str, run: Sequence[StoredEvent]) -> Iterator[list[StoredEvent]]:
+    """A producer span in the trace of `run` (events sharing a traceparent).
+
+    Yields the events carrying the producer span's `traceparent`, so a consumer's span is its
+    child: command, append, publish and handling read as one trace. Without tracing the
+    events keep the traceparent they were appended with.
+    """
+    traceparent = run[0].meta.get("traceparent") if run else None
+    with span_from(
+        traceparent,
+        f"publish {topic}",
+        SpanKind.PRODUCER,
+        **{"messaging.destination.name": topic, "messaging.operation.type": "send"},
+    ):
+        parent = current_traceparent() or traceparent
+        if parent == traceparent:
+            yield list(run)
+        else:
+            yield [replace(ev, meta={**ev.meta, "traceparent": parent}) for ev in run]
 
 
 class Bus(abc.ABC):
@@ -65,6 +96,7 @@ class Bus(abc.ABC):
                 with span_from(
                     event.meta.get("traceparent"),
                     f"handle {event.type}",
+                    SpanKind.CONSUMER,
                     **{"messaging.consumer.group.name": group, "messaging.destination.name": topic},
                 ):
                     await handler(event)

@@ -7,19 +7,20 @@ read the topics. A consumer commits a partition's offset only after its handler 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import CommitFailedError, IllegalStateError, TopicAlreadyExistsError
 from aiokafka.structs import TopicPartition
 
 from ..events import StoredEvent
-from ..telemetry import tracer
-from .base import Bus, Handler, RetryPolicy
+from .base import Bus, Handler, RetryPolicy, publish_span, trace_runs
 
 log = logging.getLogger("mlplane.bus.kafka")
 
@@ -83,35 +84,57 @@ class KafkaBus(Bus):
         partitions: int = 4,
         retry: RetryPolicy = RetryPolicy(),
         client_id: str = "mlplane",
+        drain_timeout: float = 10.0,
+        consumer_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(retry)
         self._bootstrap = bootstrap
         self._partitions = partitions
         self._client_id = client_id
+        self._drain_timeout = drain_timeout
+        self._consumer_options = consumer_options or {}
         self._producer: AIOKafkaProducer | None = None
-        self._consumers: list[tuple[AIOKafkaConsumer, asyncio.Task]] = []
+        self._started = False
+        self._subscriptions: list[_Subscription] = []
         self._known_topics: set[str] = set()
 
     async def start(self) -> None:
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap,
-            client_id=self._client_id,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=2,
-            max_batch_size=1 << 20,
-        )
-        await self._producer.start()
+        self._started = True
+        await self._ensure_producer()
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap,
+                client_id=self._client_id,
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=2,
+                max_batch_size=1 << 20,
+            )
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()
 
     async def stop(self) -> None:
-        for consumer, task in self._consumers:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await consumer.stop()
-        self._consumers.clear()
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+        """Let each consumer finish the event in hand and commit, then disconnect."""
+        for sub in self._subscriptions:
+            sub.stopping.set()
+        for sub in self._subscriptions:
+            await sub.finish(self._drain_timeout)
+        self._subscriptions.clear()
+        await self._drop_producer()
+        self._started = False
 
     async def ensure_topics(self, topics: Sequence[str]) -> None:
         missing = [t for t in topics if t not in self._known_topics]
@@ -136,47 +159,128 @@ class KafkaBus(Bus):
         self._known_topics.update(missing)
 
     async def publish(self, topic: str, events: Sequence[StoredEvent]) -> None:
-        if self._producer is None:
+        """Send in order and wait for every acknowledgement (acks=all).
+
+        On failure the producer is replaced, so the caller's retry starts from a clean
+        idempotence state; events acknowledged before the failure are sent again (at least once).
+        """
+        if not self._started:
             raise RuntimeError("KafkaBus.publish before start()")
         await self.ensure_topics([topic])
-        with tracer().start_as_current_span(f"publish {topic}"):
-            futures = [
-                await self._producer.send(
-                    topic,
-                    json.dumps(ev.data, separators=(",", ":")).encode(),
-                    key=ev.stream_id.encode(),
-                    headers=encode_headers(ev),
-                )
-                for ev in events
-            ]
+        producer = await self._ensure_producer()
+        try:
+            futures = []
+            for run in trace_runs(events):
+                with publish_span(topic, run) as traced:
+                    for ev in traced:
+                        futures.append(
+                            await producer.send(
+                                topic,
+                                json.dumps(ev.data, separators=(",", ":")).encode(),
+                                key=ev.stream_id.encode(),
+                                headers=encode_headers(ev),
+                            )
+                        )
             await asyncio.gather(*futures)
+        except Exception:
+            await self._drop_producer()
+            raise
 
     async def subscribe(self, group: str, topics: Sequence[str], handler: Handler) -> None:
+        if not self._started:
+            raise RuntimeError("KafkaBus.subscribe before start()")
         await self.ensure_topics(list(topics))
-        consumer = AIOKafkaConsumer(
-            *topics,
+        sub = _Subscription(self, group, handler)
+        sub.consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
             group_id=group,
             client_id=f"{self._client_id}-{group}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=500,
+            **self._consumer_options,
         )
-        await consumer.start()
-        task = asyncio.create_task(self._consume(group, consumer, handler), name=f"kafka:{group}")
-        self._consumers.append((consumer, task))
+        await sub.consumer.start()
+        sub.consumer.subscribe(list(topics), listener=sub)
+        sub.task = asyncio.create_task(sub.run(), name=f"kafka:{group}")
+        self._subscriptions.append(sub)
 
-    async def _consume(self, group: str, consumer: AIOKafkaConsumer, handler: Handler) -> None:
-        while True:
-            batches = await consumer.getmany(timeout_ms=200, max_records=500)
-            await asyncio.gather(
-                *(self._handle_partition(group, consumer, tp, msgs, handler) for tp, msgs in batches.items())
-            )
 
-    async def _handle_partition(
-        self, group: str, consumer: AIOKafkaConsumer, tp: TopicPartition, msgs: list, handler: Handler
-    ) -> None:
-        for msg in msgs:
-            event = decode_message(msg.headers, msg.value)
-            await self.deliver(group, tp.topic, event, handler)
-        await consumer.commit({tp: msgs[-1].offset + 1})
+class _Subscription(ConsumerRebalanceListener):
+    """One consumer group member: fetch, hand each event to the bus's delivery, commit.
+
+    The offset committed for a partition is always one past the last event whose delivery
+    finished (handled, or parked on the dead-letter topic), so a crash redelivers only what
+    was not finished. Batches are handled under a lock the rebalance listener also takes:
+    partitions are given up only after the batch in hand is committed.
+    """
+
+    def __init__(self, bus: KafkaBus, group: str, handler: Handler) -> None:
+        self.bus = bus
+        self.group = group
+        self.handler = handler
+        self.consumer: AIOKafkaConsumer
+        self.task: asyncio.Task
+        self.stopping = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    async def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
+                async with self._lock:
+                    results = await asyncio.gather(
+                        *(self._handle(tp, msgs) for tp, msgs in batches.items() if msgs),
+                        return_exceptions=True,
+                    )
+                for result in results:
+                    if isinstance(result, BaseException):
+                        raise result
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a consumer never dies of a failure; it retries
+                log.exception("consumer group %s failed; retrying", self.group)
+                await asyncio.sleep(self.bus.retry.first_delay * 10)
+
+    async def _handle(self, tp: TopicPartition, msgs: list) -> None:
+        done = None
+        try:
+            for msg in msgs:
+                if self.stopping.is_set():
+                    break
+                event = decode_message(msg.headers, msg.value)
+                await self.bus.deliver(self.group, tp.topic, event, self.handler)
+                done = msg.offset + 1
+        except BaseException:
+            # refetch from the first unfinished event (the fetcher has moved past it)
+            next_offset = done if done is not None else msgs[0].offset
+            with contextlib.suppress(Exception):
+                self.consumer.seek(tp, next_offset)
+            raise
+        finally:
+            if done is not None:
+                await self._commit(tp, done)
+
+    async def _commit(self, tp: TopicPartition, offset: int) -> None:
+        try:
+            await self.consumer.commit({tp: offset})
+        except (CommitFailedError, IllegalStateError) as exc:
+            log.warning("group %s lost %s before committing %d: %s", self.group, tp, offset, exc)
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        async with self._lock:  # the batch in hand is finished and committed first
+            pass
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        pass
+
+    async def finish(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            pass
+        except Exception:  # noqa: BLE001 - the loop logs its own failures
+            pass
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        await self.consumer.stop()
