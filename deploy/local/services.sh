@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# Local servers for development and the test suite, without Docker:
+#   Kafka (KRaft, one broker+controller) on 127.0.0.1:$MLPLANE_KAFKA_PORT (9092), controller on :9093
+#   FerretDB v1 (MongoDB wire protocol, SQLite backend) on 127.0.0.1:$MLPLANE_MONGO_PORT (27017)
+#
+# Usage: deploy/local/services.sh up [kafka|mongo] | down [kafka|mongo] | status | restart-kafka
+#
+# Binaries are fetched once into .mlplane/cache (Kafka jars from Maven Central via mvn, FerretDB
+# built with the Go toolchain); data, logs and pid files live under .mlplane/ as well.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+STATE="$ROOT/.mlplane"
+CACHE="$STATE/cache"
+LOGS="$STATE/logs"
+RUN="$STATE/run"
+
+KAFKA_PORT="${MLPLANE_KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${MLPLANE_KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_HEAP="${MLPLANE_KAFKA_HEAP:-512m}"
+KAFKA_LIBS="$CACHE/kafka/libs"
+KAFKA_DATA="$STATE/kafka"
+
+MONGO_PORT="${MLPLANE_MONGO_PORT:-27017}"
+FERRETDB_VERSION="${MLPLANE_FERRETDB_VERSION:-v1.24.2}"
+FERRETDB_BIN="$CACHE/ferretdb/$FERRETDB_VERSION/ferretdb"
+FERRETDB_DATA="$STATE/ferretdb"
+
+TIMEOUT="${MLPLANE_SERVICES_TIMEOUT:-120}"
+GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
+
+say() { echo "services: $*" >&2; }
+die() { say "ERROR: $*"; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pid_of() { # prints the pid of a running server started by this script
+  local f="$RUN/$1.pid"
+  [[ -f $f ]] && kill -0 "$(cat "$f")" 2>/dev/null && cat "$f"
+}
+
+fail_with_log() { # name, reason
+  say "ERROR: $1 $2; last lines of $LOGS/$1.log:"
+  tail -n 40 "$LOGS/$1.log" >&2 || true
+  exit 1
+}
+
+# Polls a readiness command until it succeeds; a server that exits or is not ready in time fails the run.
+wait_ready() { # name, command...
+  local name=$1 deadline=$((SECONDS + TIMEOUT)) pid
+  shift
+  until "$@"; do
+    if ! pid=$(pid_of "$name"); then
+      rm -f "$RUN/$name.pid"
+      fail_with_log "$name" "exited during startup"
+    fi
+    if ((SECONDS >= deadline)); then
+      kill -9 "$pid"
+      rm -f "$RUN/$name.pid"
+      fail_with_log "$name" "was not ready after ${TIMEOUT}s and was killed"
+    fi
+    sleep 0.5
+  done
+}
+
+launch() { # name, command... ; runs detached, output appended to the log
+  local name=$1
+  shift
+  mkdir -p "$LOGS" "$RUN"
+  echo "=== $(date -u +%FT%TZ) starting $name" >>"$LOGS/$name.log"
+  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
+  echo $! >"$RUN/$name.pid"
+}
+
+stop() { # name, port
+  local name=$1 port=$2 pid
+  if ! pid=$(pid_of "$name"); then
+    rm -f "$RUN/$name.pid"
+    say "$name is not running"
+    return 0
+  fi
+  say "stopping $name (pid $pid)"
+  kill "$pid"
+  for _ in $(seq 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  if kill -0 "$pid" 2>/dev/null; then
+    say "$name did not exit in 60s, killing it"
+    kill -9 "$pid"
+  fi
+  rm -f "$RUN/$name.pid"
+  for _ in $(seq 60); do port_open "$port" || return 0; sleep 0.5; done
+  die "port $port is still in use after stopping $name"
+}
+
+# Refuses to start on a port held by a process this script does not manage.
+check_port_free() { # name, port, env var
+  port_open "$2" && die "port $2 is in use by a process not started by this script; stop it or set $3"
+  return 0
+}
+
+# ---------------------------------------------------------------- Kafka
+
+kafka_fetch() {
+  local stamp
+  stamp="$(sha256sum "$HERE/kafka/pom.xml" | cut -d' ' -f1)"
+  [[ -f $KAFKA_LIBS/.stamp && $(cat "$KAFKA_LIBS/.stamp") == "$stamp" ]] && return 0
+  command -v mvn >/dev/null || die "mvn not found (needed once to fetch the Kafka jars)"
+  say "fetching Kafka jars with Maven into $KAFKA_LIBS"
+  rm -rf "$KAFKA_LIBS.tmp"
+  mkdir -p "$LOGS"
+  mvn -B -f "$HERE/kafka/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS.tmp" >"$LOGS/kafka-fetch.log" 2>&1 ||
+    fail_with_log kafka-fetch "Maven could not fetch the Kafka jars"
+  echo "$stamp" >"$KAFKA_LIBS.tmp/.stamp"
+  rm -rf "$KAFKA_LIBS"
+  mv "$KAFKA_LIBS.tmp" "$KAFKA_LIBS"
+}
+
+KAFKA_JAVA=(java -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true
+  -Dlog4j2.configurationFile="$HERE/kafka/log4j2.properties" -cp "$KAFKA_LIBS/*")
+KAFKA_TOOL=(java -Xmx128m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC
+  -Dlog4j2.configurationFile="$HERE/kafka/log4j2.properties" -cp "$KAFKA_LIBS/*")
+
+# Ready once the broker answers a metadata + ApiVersions round trip, not merely once the port is open.
+kafka_answers_metadata() {
+  port_open "$KAFKA_PORT" || return 1
+  local out
+  out="$(timeout 30 "${KAFKA_TOOL[@]}" org.apache.kafka.tools.BrokerApiVersionsCommand \
+    --bootstrap-server "127.0.0.1:$KAFKA_PORT" 2>/dev/null)" || return 1
+  [[ $out == *"(id: 1 "* ]]
+}
+
+kafka_up() {
+  if pid_of kafka >/dev/null; then say "kafka already running on 127.0.0.1:$KAFKA_PORT"; return 0; fi
+  check_port_free kafka "$KAFKA_PORT" MLPLANE_KAFKA_PORT
+  check_port_free kafka "$KAFKA_CONTROLLER_PORT" MLPLANE_KAFKA_CONTROLLER_PORT
+  kafka_fetch
+  mkdir -p "$RUN" "$LOGS" "$KAFKA_DATA"
+  local props="$RUN/kafka.properties"
+  sed -e "s|@PORT@|$KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
+    -e "s|@DATA_DIR@|$KAFKA_DATA|g" "$HERE/kafka/server.properties" >"$props"
+  if [[ ! -f $KAFKA_DATA/meta.properties ]]; then
+    say "formatting Kafka storage in $KAFKA_DATA"
+    "${KAFKA_TOOL[@]}" kafka.tools.StorageTool format --ignore-formatted -c "$props" \
+      -t "$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')" >>"$LOGS/kafka.log" 2>&1 ||
+      fail_with_log kafka "storage format failed"
+  fi
+  say "starting kafka on 127.0.0.1:$KAFKA_PORT (controller :$KAFKA_CONTROLLER_PORT)"
+  launch kafka "${KAFKA_JAVA[@]}" kafka.Kafka "$props"
+  wait_ready kafka kafka_answers_metadata
+  say "kafka ready"
+}
+
+# ---------------------------------------------------------------- FerretDB
+
+# The module zip of FerretDB lacks the generated build/version/version.txt, without which the
+# binary refuses to start, so it is built from a copy of the module source with that file added.
+ferretdb_build() {
+  [[ -x $FERRETDB_BIN ]] && return 0
+  [[ -x $GO ]] || die "go not found (needed once to build FerretDB); set GO=/path/to/go"
+  say "building FerretDB $FERRETDB_VERSION into $FERRETDB_BIN"
+  local src dir
+  src="$(mktemp -d)"
+  dir="$(cd "$src" && GO111MODULE=on "$GO" mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" |
+    sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')"
+  [[ -d $dir ]] || die "could not download the FerretDB $FERRETDB_VERSION module"
+  cp -r "$dir/." "$src/" && chmod -R u+w "$src"
+  echo "$FERRETDB_VERSION" >"$src/build/version/version.txt"
+  mkdir -p "$(dirname "$FERRETDB_BIN")"
+  (cd "$src" && "$GO" build -o "$FERRETDB_BIN.tmp" ./cmd/ferretdb)
+  mv "$FERRETDB_BIN.tmp" "$FERRETDB_BIN"
+  rm -rf "$src"
+}
+
+mongo_up() {
+  if pid_of ferretdb >/dev/null; then say "ferretdb already running on 127.0.0.1:$MONGO_PORT"; return 0; fi
+  check_port_free ferretdb "$MONGO_PORT" MLPLANE_MONGO_PORT
+  ferretdb_build
+  mkdir -p "$FERRETDB_DATA/data" "$FERRETDB_DATA/state"
+  say "starting ferretdb on 127.0.0.1:$MONGO_PORT"
+  launch ferretdb "$FERRETDB_BIN" --handler=sqlite --sqlite-url="file:$FERRETDB_DATA/data/" \
+    --state-dir="$FERRETDB_DATA/state" --listen-addr="127.0.0.1:$MONGO_PORT" \
+    --debug-addr=- --telemetry=disable --log-level=warn
+  wait_ready ferretdb port_open "$MONGO_PORT"
+  say "ferretdb ready"
+}
+
+# ---------------------------------------------------------------- commands
+
+status_of() { # name, port
+  local pid
+  if pid=$(pid_of "$1"); then
+    echo "$1: running (pid $pid) on 127.0.0.1:$2"
+  elif port_open "$2"; then
+    echo "$1: not started by this script, but port $2 is in use"
+  else
+    echo "$1: stopped"
+  fi
+}
+
+# One invocation at a time, so that concurrent `up`s neither build twice nor start two servers.
+mkdir -p "$RUN"
+exec 9>"$RUN/services.lock"
+[[ ${1:-} == status ]] || flock 9
+
+which="${2:-all}"
+case "${1:-} $which" in
+  "up all") kafka_up; mongo_up ;;
+  "up kafka") kafka_up ;;
+  "up mongo") mongo_up ;;
+  "down all") stop kafka "$KAFKA_PORT"; stop ferretdb "$MONGO_PORT" ;;
+  "down kafka") stop kafka "$KAFKA_PORT" ;;
+  "down mongo") stop ferretdb "$MONGO_PORT" ;;
+  "status all") status_of kafka "$KAFKA_PORT"; status_of ferretdb "$MONGO_PORT" ;;
+  "restart-kafka all") stop kafka "$KAFKA_PORT"; kafka_up ;;
+  *) echo "usage: $0 up [kafka|mongo] | down [kafka|mongo] | status | restart-kafka" >&2; exit 2 ;;
+esac
