@@ -67,9 +67,12 @@ class Kernel:
         self._followers.append(follower)
         self._tasks.append(asyncio.create_task(coro, name=name))
 
-    async def catch_up(self) -> None:
-        """Bring every projection level with the log (read-your-writes for callers that need it)."""
+    async def catch_up(self, *names: str) -> None:
+        """Bring every projection (or those named) level with the log: read-your-writes for
+        callers that need it."""
         for projection in self.projections.values():
+            if names and projection.name not in names:
+                continue
             await ProjectionRunner(projection, self.log, self.docs).run_once()
 
     async def forget(self, subject: str) -> None:

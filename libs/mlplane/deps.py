@@ -1,0 +1,66 @@
+"""FastAPI dependencies every route uses: the kernel, the caller, the context of their writes.
+
+Everything comes from `app.state`, set by the app's lifespan, so routers import no globals and a
+test can hand an app any kernel or authenticator it likes.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from .auth import Authenticator, Principal
+from .errors import Unauthorized
+from .eventlog import Context
+from .kernel import Kernel
+
+_bearer = HTTPBearer(auto_error=False, description="A token from `mlplane admin token` or an invite")
+
+
+def get_kernel(request: Request) -> Kernel:
+    return request.app.state.kernel
+
+
+async def get_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized("send an 'Authorization: Bearer <token>' header")
+    authenticator: Authenticator = request.app.state.authenticator
+    return await authenticator.authenticate(credentials.credentials)
+
+
+async def get_optional_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal | None:
+    if credentials is None or not credentials.credentials:
+        return None
+    return await request.app.state.authenticator.authenticate(credentials.credentials)
+
+
+def request_context(request: Request, actor: str | None) -> Context:
+    """Who caused a write and under which request, copied into every event appended."""
+    return Context(
+        actor=actor,
+        correlation_id=getattr(request.state, "correlation_id", None),
+        causation_id=getattr(request.state, "request_id", None),
+        source=request.app.state.event_source,
+    )
+
+
+def get_context(request: Request, principal: Annotated[Principal, Depends(get_principal)]) -> Context:
+    return request_context(request, principal.user_id)
+
+
+def in_space(ctx: Context, space_id: str) -> Context:
+    return replace(ctx, space=space_id)
+
+
+KernelDep = Annotated[Kernel, Depends(get_kernel)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+OptionalPrincipalDep = Annotated[Principal | None, Depends(get_optional_principal)]
+ContextDep = Annotated[Context, Depends(get_context)]

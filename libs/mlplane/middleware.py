@@ -1,0 +1,149 @@
+"""ASGI middleware of the public API: request ids, body limits, Prometheus metrics.
+
+Plain ASGI (not BaseHTTPMiddleware) so streaming responses pass through untouched and an
+exception escaping the app is still answered with a problem document carrying the request id.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("mlplane.http")
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _given_id(scope: Scope, name: bytes) -> str | None:
+    value = _header(scope, name)
+    return value if value and _SAFE_ID.match(value) else None
+
+
+async def send_problem(send: Send, status: int, title: str, detail: str, **extra: Any) -> None:
+    body = json.dumps({"type": f"urn:mlplane:problem:{status}", "title": title,
+                       "status": status, "detail": detail, **extra}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestContext:
+    """Gives each request an X-Request-ID and X-Correlation-ID (taken from the caller when sane),
+    echoes both, and turns an exception that escaped everything else into a 500 problem."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request_id = _given_id(scope, b"x-request-id") or uuid.uuid4().hex
+        correlation_id = _given_id(scope, b"x-correlation-id") or request_id
+        state = scope.setdefault("state", {})
+        state.update(request_id=request_id, correlation_id=correlation_id)
+        ids = [(b"x-request-id", request_id.encode()), (b"x-correlation-id", correlation_id.encode())]
+        started = False
+
+        async def send_with_ids(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message = {**message, "headers": [*message.get("headers", []), *ids]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_ids)
+        except Exception:  # noqa: BLE001 - the client gets a problem, the log gets the trace
+            log.exception("unhandled error, request %s", request_id)
+            if not started:
+                await send_problem(send_with_ids, 500, "Internal error",
+                                   "the server failed to handle this request", request_id=request_id)
+
+
+class BodyLimit:
+    """Refuses request bodies over `max_bytes` with 413 before any route parses them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
+            return await self.app(scope, receive, send)
+        declared = _header(scope, b"content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._refuse(scope, send)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                return await self._refuse(scope, send)
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        await self.app(scope, _replay(b"".join(chunks), receive), send)
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        await send_problem(send, 413, "Request body too large",
+                           f"request bodies are limited to {self.max_bytes} bytes",
+                           instance=scope["path"], request_id=scope.get("state", {}).get("request_id"))
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+class Metrics:
+    """Request count and latency by method, route template and status (bounded label values)."""
+
+    def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
+        self.app = app
+        self.requests = Counter("mlplane_http_requests", "HTTP requests handled",
+                                ["method", "route", "status"], registry=registry)
+        self.latency = Histogram("mlplane_http_request_duration_seconds", "HTTP request latency",
+                                 ["method", "route", "status"], registry=registry)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), 500
+
+        async def record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            labels = (scope["method"], route, str(status))
+            self.requests.labels(*labels).inc()
+            self.latency.labels(*labels).observe(time.perf_counter() - start)
