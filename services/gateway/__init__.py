@@ -1,0 +1,1 @@
+"""The gateway: the public REST API, authentication, spaces, users and tokens."""

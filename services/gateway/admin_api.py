@@ -1,0 +1,108 @@
+"""Seed 002's `/api/users`: the platform administrators' view of the same users as /api/v1.
+
+A user is addressed by id or by login name. Passwords are stored as scrypt hashes inside the
+(personal, encrypted) events and never returned; the `password` field stays in the answer's
+shape as null.
+"""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, status
+
+from mlplane.auth import Principal, hash_password
+from mlplane.deps import ContextDep, KernelDep, get_principal
+from mlplane.errors import NotFound
+from mlplane.http import PROBLEM_RESPONSES, PageParams, list_page
+from mlplane.kernel import Kernel
+
+from . import commands as c
+from . import models as m
+from .api import write_user
+from .handlers import user_id_for
+from .projections import USERS as USER_DOCS
+
+
+async def admin_only(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    principal.require_admin()
+    return principal
+
+
+admin = APIRouter(prefix="/api/users", tags=["admin: users"], responses=PROBLEM_RESPONSES,
+                  dependencies=[Depends(admin_only)])
+Identity = Annotated[str, Path(description="The user's id or login name")]
+App = Annotated[str, Path(min_length=1, max_length=200)]
+
+
+async def find(kernel: Kernel, identity: str) -> dict:
+    for key in (identity, user_id_for(identity)):
+        doc = await kernel.docs.get(USER_DOCS, key)
+        if doc is not None:
+            return doc
+    raise NotFound(f"user {identity!r} not found")
+
+
+@admin.get("")
+async def list_users(kernel: KernelDep, page: PageParams) -> m.AdminUserList:
+    """List users."""
+    found = await list_page(kernel.docs, USER_DOCS, m.AdminUserPublic, page)
+    return m.AdminUserList(users=found.data, count=found.count, has_more=found.has_more)
+
+
+@admin.post("", status_code=status.HTTP_201_CREATED)
+async def create_user(body: m.AdminUserCreate, kernel: KernelDep, ctx: ContextDep) -> m.AdminUserWritten:
+    """Create a user."""
+    command = c.RegisterUser(
+        user_id=user_id_for(body.name), admin=body.role == "admin",
+        password_hash=hash_password(body.password) if body.password else None,
+        **body.model_dump(exclude={"password"}),
+    )
+    return m.AdminUserWritten.model_validate((await write_user(kernel, command, ctx)).to_doc())
+
+
+@admin.get("/{identity}")
+async def get_user(identity: Identity, kernel: KernelDep) -> m.AdminUserPublic:
+    """Get a user."""
+    return m.AdminUserPublic.model_validate(await find(kernel, identity))
+
+
+@admin.patch("/{identity}")
+async def update_user(identity: Identity, body: m.AdminUserUpdate, kernel: KernelDep, ctx: ContextDep) -> m.AdminUserWritten:
+    """Change a user's password, role or tags."""
+    doc = await find(kernel, identity)
+    command = c.UpdateUser(
+        user_id=doc["id"], role=body.role, tags=body.tags,
+        admin=None if body.role is None else body.role == "admin",
+        password_hash=hash_password(body.password) if body.password else None,
+    )
+    return m.AdminUserWritten.model_validate((await write_user(kernel, command, ctx)).to_doc())
+
+
+@admin.delete("/{identity}")
+async def delete_user(identity: Identity, kernel: KernelDep, ctx: ContextDep) -> m.Status:
+    """Delete a user; their tokens stop working at once."""
+    doc = await find(kernel, identity)
+    await write_user(kernel, c.DeleteUser(user_id=doc["id"]), ctx)
+    return m.Status(id=doc["id"])
+
+
+@admin.get("/{identity}/apps")
+async def list_user_apps(identity: Identity, kernel: KernelDep) -> m.AppsPublic:
+    """List the applications a user is authorised for."""
+    return m.AppsPublic(apps=(await find(kernel, identity))["apps"])
+
+
+@admin.post("/{identity}/apps/{app}/auth")
+async def authorize_app(identity: Identity, app: App, kernel: KernelDep, ctx: ContextDep) -> m.Status:
+    """Authorise a user for an application."""
+    doc = await find(kernel, identity)
+    await write_user(kernel, c.AuthorizeApp(user_id=doc["id"], app=app), ctx)
+    return m.Status(id=doc["id"])
+
+
+@admin.post("/{identity}/apps/{app}/unauth")
+async def unauthorize_app(identity: Identity, app: App, kernel: KernelDep, ctx: ContextDep) -> m.Status:
+    """Withdraw a user's authorisation for an application."""
+    doc = await find(kernel, identity)
+    await write_user(kernel, c.UnauthorizeApp(user_id=doc["id"], app=app), ctx)
+    return m.Status(id=doc["id"])

@@ -1,0 +1,93 @@
+"""Wiring: the gateway's service descriptor and the FastAPI app that fronts every service.
+
+`create_app` only builds objects; the kernel (stores, bus, projection runners) is opened in the
+lifespan and closed when the server drains (SIGTERM), so importing or building the app — to print
+its OpenAPI document, say — connects to nothing.
+"""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from mlplane.http import docstring_summaries, install_problem_handlers
+from mlplane.kernel import Kernel
+from mlplane.middleware import BodyLimit, Metrics, RequestContext
+from mlplane.probes import probes
+from mlplane.service import Service, load
+from mlplane.settings import Settings
+
+from .auth import TokenAuthenticator, ensure_admin
+
+KernelFactory = Callable[[Settings], Kernel]
+
+
+def _routers():
+    from .admin_api import admin
+    from .api import spaces, users
+
+    return [spaces, users, admin]
+
+
+def _projections():
+    from .projections import projections
+
+    return projections()
+
+
+async def _on_start(kernel: Kernel) -> None:
+    await ensure_admin(kernel, with_token=False)
+
+
+SERVICE = Service(
+    name="gateway",
+    projections=_projections,
+    routers=_routers,
+    on_start=_on_start,
+    events_module="services.gateway.events",
+)
+
+
+def create_app(
+    settings: Settings,
+    services: Sequence[Service] | None = None,
+    open_kernel: KernelFactory = Kernel.open,
+) -> FastAPI:
+    """The public HTTP API of the selected services (all by default)."""
+    services = list(services) if services is not None else load(settings.service)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        kernel = open_kernel(settings)
+        for service in services:
+            kernel.add_projections(service.projections())
+        await kernel.start()
+        app.state.kernel = kernel
+        app.state.authenticator = TokenAuthenticator(kernel)
+        try:
+            for service in services:
+                if service.on_start:
+                    await service.on_start(kernel)
+            yield
+        finally:
+            await kernel.stop()
+
+    app = FastAPI(
+        title="mlplane",
+        version=version("mlplane"),
+        description="An event-sourced control plane for the ML lifecycle.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.event_source = f"mlplane/{settings.service}"
+    app.state.metrics = CollectorRegistry()
+    install_problem_handlers(app)
+    for router in [probes, *(r for service in services for r in service.routers())]:
+        app.include_router(docstring_summaries(router))
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(Metrics, registry=app.state.metrics)
+    app.add_middleware(RequestContext)
+    return app
