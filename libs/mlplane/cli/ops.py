@@ -1,0 +1,156 @@
+"""Commands that work directly on the configured stores (MLPLANE_* settings), no server needed."""
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+
+from ..eventlog import Context
+from ..events import Envelope
+from ..kernel import Kernel
+from ..service import load, register_all_events
+from ..settings import Settings
+
+T = TypeVar("T")
+console = Console(highlight=False, stderr=True)
+admin = typer.Typer(help="Administration against the stores.", no_args_is_help=True)
+projections = typer.Typer(help="Rebuild and verify read models.", no_args_is_help=True)
+schemas = typer.Typer(help="Event schemas.", no_args_is_help=True)
+events = typer.Typer(help="Read the event log.", no_args_is_help=True)
+
+
+@asynccontextmanager
+async def opened() -> AsyncIterator[Kernel]:
+    """The kernel on the configured stores, every service's projections registered, not started."""
+    register_all_events()
+    kernel = Kernel.open(Settings())
+    for service in load("all"):
+        kernel.add_projections(service.projections())
+    try:
+        yield kernel
+    finally:
+        await kernel.stop()
+
+
+def run(work: Callable[[Kernel], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with opened() as kernel:
+            return await work(kernel)
+
+    return asyncio.run(main())
+
+
+@admin.command("token")
+def admin_token(
+    ttl: Annotated[int | None, typer.Option(help="Seconds until it expires (default: never)")] = None,
+    name: str = "cli",
+) -> None:
+    """Issue a new administrator token (printed alone on stdout)."""
+    from services.gateway.auth import ADMIN_ID, ensure_admin, issue_token
+
+    async def work(kernel: Kernel) -> str:
+        await ensure_admin(kernel, with_token=False)
+        ctx = Context(actor="cli", source="mlplane/cli")
+        secret, _ = await issue_token(kernel, ADMIN_ID, ctx, name=name,
+                                      ttl=timedelta(seconds=ttl) if ttl else None)
+        return secret
+
+    print(run(work))
+
+
+def _projection(kernel: Kernel, name: str):
+    if name not in kernel.projections:
+        console.print(f"[red]no projection {name!r}; known: {', '.join(sorted(kernel.projections))}[/]")
+        raise typer.Exit(2)
+    return kernel.projections[name]
+
+
+@projections.command("list")
+def list_projections() -> None:
+    """Name every projection."""
+    for service in load("all"):
+        for projection in service.projections():
+            print(projection.name)
+
+
+@projections.command("rebuild")
+def rebuild(name: str) -> None:
+    """Rebuild a projection from the whole log and swap it in."""
+    from ..projections import rebuild as rebuild_projection
+
+    async def work(kernel: Kernel) -> str:
+        return await rebuild_projection(_projection(kernel, name), kernel.log, kernel.docs)
+
+    console.print(f"rebuilt {name} into {run(work)}")
+
+
+@projections.command("verify")
+def verify(name: str) -> None:
+    """Rebuild a projection aside and compare it with the live one; exit 1 on any difference."""
+    from ..projections import verify as verify_projection
+
+    async def work(kernel: Kernel):
+        return await verify_projection(_projection(kernel, name), kernel.log, kernel.docs)
+
+    diff = run(work)
+    for label, keys in (("missing", diff.missing), ("extra", diff.extra), ("changed", diff.changed)):
+        for key in keys:
+            print(f"{label}\t{key}")
+    if not diff.empty:
+        console.print(f"[red]{name} differs from its rebuild[/]")
+        raise typer.Exit(1)
+    console.print(f"{name}: live equals rebuilt")
+
+
+@schemas.command("export")
+def export_schemas(out: str = "schemas/events") -> None:
+    """Write the JSON Schema of every event type under OUT."""
+    from .. import schemas as schema_module
+
+    register_all_events()
+    result = schema_module.export(out)
+    if result is not None:
+        console.print(result)
+
+
+@events.command("tail")
+def tail(
+    space: Annotated[str | None, typer.Option(help="Only events of this space")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One CloudEvents JSON object per line")] = False,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep waiting for new events")] = False,
+    start: Annotated[int, typer.Option("--from", help="First global position")] = 1,
+) -> None:
+    """Print the event log in order, as readable lines or CloudEvents JSON."""
+
+    async def work(kernel: Kernel) -> None:
+        position = start
+        while True:
+            batch = await kernel.log.read_all(position, 500)
+            for env in batch:
+                if space is None or env.space == space:
+                    print(_cloudevent(env) if as_json else _line(env), flush=True)
+            position = batch[-1].position + 1 if batch else position
+            if not batch and not follow:
+                return
+            if not batch:
+                await asyncio.sleep(0.5)
+
+    try:
+        run(work)
+    except KeyboardInterrupt:
+        pass
+
+
+def _line(env: Envelope) -> str:
+    data = json.dumps(env.data.model_dump(mode="json"), separators=(",", ":"))
+    return f"{env.position:>6} {env.time:%Y-%m-%d %H:%M:%S} {env.type:<20} {env.stream_id} actor={env.actor or '-'} {data}"
+
+
+def _cloudevent(env: Envelope) -> str:
+    return json.dumps({**env.cloudevent_attributes(), "data": env.data.model_dump(mode="json")})
