@@ -4,6 +4,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 
+from ..errors import Conflict
 from ..events import StoredEvent
 
 ANY = None
@@ -19,6 +20,8 @@ class EventStore(abc.ABC):
     - `append` is atomic: all events of one call are stored, or none;
     - it raises `ConcurrencyError` when the stream is not at `expected_version`;
     - re-appending events whose ids are already stored returns them unchanged (idempotent retry);
+      a batch of which only some ids are stored is not a retry: it raises `Conflict`;
+    - every event of a batch names the stream appended to, and no id appears twice in it;
     - positions increase with commit order, so a reader following `read_all` never skips an
       event that commits after it has read a later one.
     """
@@ -49,3 +52,28 @@ class EventStore(abc.ABC):
 
     async def close(self) -> None:
         """Release connections."""
+
+
+def check_batch(stream_id: str, events: Sequence[StoredEvent]) -> None:
+    """Refuse a batch that names another stream or repeats an event id (before any write)."""
+    for ev in events:
+        if ev.stream_id != stream_id:
+            raise ValueError(f"event {ev.id} names stream {ev.stream_id!r}, not {stream_id!r}")
+    if len({ev.id for ev in events}) != len(events):
+        raise ValueError(f"a batch appended to {stream_id!r} repeats an event id")
+
+
+def stored_batch(
+    events: Sequence[StoredEvent], found: Sequence[StoredEvent]
+) -> list[StoredEvent] | None:
+    """The stored copies of `events` in their order, None if none is stored.
+
+    Raises `Conflict` when only some are: their ids were used by another append.
+    """
+    if not found:
+        return None
+    by_id = {ev.id: ev for ev in found}
+    if any(ev.id not in by_id for ev in events):
+        taken = sorted(ev.id for ev in events if ev.id in by_id)
+        raise Conflict(f"event ids already stored by another append: {', '.join(taken)}")
+    return [by_id[ev.id] for ev in events]

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from ..errors import ConcurrencyError
 from ..events import StoredEvent
-from .base import EventStore
+from .base import EventStore, check_batch, stored_batch
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -81,6 +81,7 @@ class SQLiteEventStore(EventStore):
     ) -> list[StoredEvent]:
         if not events:
             return []
+        check_batch(stream_id, events)
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -114,7 +115,7 @@ class SQLiteEventStore(EventStore):
         rows = self._db.execute(
             f"SELECT {COLUMNS} FROM events WHERE id IN ({marks}) ORDER BY position", ids
         ).fetchall()
-        return [_event(r) for r in rows] if rows else None
+        return stored_batch(events, [_event(r) for r in rows])
 
     async def read_stream(
         self, stream_id: str, from_version: int = 1, to_version: int | None = None
