@@ -3,7 +3,13 @@
 Every document carries `_key` and `_pos`, the global position of the last event folded into
 it. `put_many` writes a document only if its stored `_pos` is lower than the new one, so
 replaying an event already applied is a no-op (the position is stored in the same write as
-the update). Deletions are tombstones for the same reason; queries never return them.
+the update). A write replaces the whole document. Deletions are tombstones for the same
+reason; queries never return them.
+
+Filters and sorts name fields (dotted paths reach into nested documents); a filter value is
+a JSON scalar or a list of them ("any of"), never a document, so a caller's value can never
+become a query operator. Documents whose sort field is missing or null sort first ascending,
+last descending, and pagination walks through them like any other value.
 
 Reads address a collection by its logical name, resolved through an alias, so a rebuilt copy
 of a projection can be swapped in at once (`set_alias`); writes name the physical collection.
@@ -13,6 +19,7 @@ from __future__ import annotations
 import abc
 import base64
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +28,11 @@ from ..errors import Invalid
 
 Doc = dict[str, Any]
 Filters = Mapping[str, Any]
-"""Equality on top-level fields; a list or tuple value means "any of"."""
+"""Equality on fields; a list or tuple value means "any of"."""
+
+FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+SCALARS = (str, int, float, bool, type(None))
+ANY_OF = (list, tuple, set, frozenset)
 
 
 @dataclass(frozen=True)
@@ -112,11 +123,35 @@ class ReadModelStore(abc.ABC):
         """Release connections."""
 
 
-def matches(doc: Doc, filters: Filters | None) -> bool:
+def check_field(field: str) -> str:
+    if not FIELD.match(field):
+        raise Invalid(f"cannot filter or sort on {field!r}", field=field)
+    return field
+
+
+def check_filters(filters: Filters | None) -> Filters:
+    """Refuse field names that are not plain paths and values that are not JSON scalars."""
     for field, want in (filters or {}).items():
-        if isinstance(want, (list, tuple, set, frozenset)):
-            if doc.get(field) not in want:
+        check_field(field)
+        values = want if isinstance(want, ANY_OF) else [want]
+        if not all(isinstance(v, SCALARS) for v in values):
+            raise Invalid(f"a filter on {field!r} must be a value or a list of values", field=field)
+    return filters or {}
+
+
+def lookup(doc: Doc, field: str) -> Any:
+    """The value at a dotted path of a document (None when absent)."""
+    value: Any = doc
+    for part in field.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def matches(doc: Doc, filters: Filters | None) -> bool:
+    for field, want in check_filters(filters).items():
+        if isinstance(want, ANY_OF):
+            if lookup(doc, field) not in want:
                 return False
-        elif doc.get(field) != want:
+        elif lookup(doc, field) != want:
             return False
     return True

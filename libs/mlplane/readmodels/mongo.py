@@ -1,19 +1,42 @@
 """MongoDB read-model store (motor): one collection per physical read model.
 
-The position guard is the filter `{_id: key, _pos: {$lt: position}}` of an upsert: when the
-stored document is already at or past the position, the filter misses, the upsert collides
-with the existing `_id`, and the duplicate-key error is the no-op.
+The position guard is the filter `{_id: key, _pos: {$lt: position}}` of a replace: when the
+stored document is already at or past the position, the filter misses and nothing changes.
+A document not stored yet is inserted instead; if another writer inserted it first, the
+duplicate-key error sends the write back through the guarded replace, so the later position
+wins either way. (Upserts are not used: FerretDB answers a guarded upsert that collides with
+a reply pymongo's bulk API cannot read.)
+
+On MongoDB the guarded replace is atomic. FerretDB v1 applies a filtered update as a read
+then a write, so two concurrent writers of one document can lose the later position; this
+store therefore serialises its own writes per collection (and per checkpoint), which covers
+every writer in one process (a live runner and a rebuild catching up). Across processes on
+FerretDB, run one projection runner per read model.
 """
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo import ASCENDING, DESCENDING, InsertOne, ReplaceOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from .base import Doc, Filters, Page, ReadModelStore, Write, decode_cursor, encode_cursor
+from .base import (
+    ANY_OF,
+    Doc,
+    Filters,
+    Page,
+    ReadModelStore,
+    Write,
+    check_field,
+    check_filters,
+    decode_cursor,
+    encode_cursor,
+    lookup,
+)
 
 DUPLICATE_KEY = 11000
 
@@ -25,12 +48,49 @@ def _public(doc: dict[str, Any]) -> Doc:
     return doc
 
 
+def _field(field: str) -> str:
+    return "_id" if field == "_key" else check_field(field)
+
+
 def _match(filters: Filters | None) -> dict[str, Any]:
     query: dict[str, Any] = {"_deleted": False}
-    for field, want in (filters or {}).items():
-        field = "_id" if field == "_key" else field
-        query[field] = {"$in": list(want)} if isinstance(want, (list, tuple, set, frozenset)) else want
+    for field, want in check_filters(filters).items():
+        query[_field(field)] = {"$in": list(want)} if isinstance(want, ANY_OF) else want
     return query
+
+
+def _after(field: str, descending: bool, value: Any, key: str) -> dict[str, Any]:
+    """The condition "after (value, key)" in the order `field, _id`, nulls sorting lowest."""
+    op = "$lt" if descending else "$gt"
+    if field == "_id":
+        return {"_id": {op: key}}
+    if value is None:
+        if descending:
+            return {field: None, "_id": {"$lt": key}}
+        return {"$or": [{field: {"$ne": None}}, {field: None, "_id": {"$gt": key}}]}
+    later: list[dict[str, Any]] = [{field: {op: value}}, {field: value, "_id": {op: key}}]
+    if descending:
+        later.append({field: None})
+    return {"$or": later}
+
+
+def _body(w: Write) -> dict[str, Any]:
+    body = {k: v for k, v in (w.doc or {}).items() if k not in ("_key", "_pos", "_id")}
+    body.update(_pos=w.position, _deleted=w.doc is None)
+    return body
+
+
+def _replace(w: Write) -> ReplaceOne:
+    return ReplaceOne({"_id": w.key, "_pos": {"$lt": w.position}}, _body(w))
+
+
+def _latest(writes: Sequence[Write]) -> list[Write]:
+    """One write per key: the one at the highest position."""
+    latest: dict[str, Write] = {}
+    for w in writes:
+        if w.key not in latest or w.position > latest[w.key].position:
+            latest[w.key] = w
+    return list(latest.values())
 
 
 class MongoReadModels(ReadModelStore):
@@ -39,6 +99,7 @@ class MongoReadModels(ReadModelStore):
         self._prefix = f"{prefix}rm_"
         self._meta = database[f"{prefix}rm__meta"]
         self._aliases: dict[str, tuple[str, float]] = {}
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     def _coll(self, collection: str) -> Any:
         return self._db[self._prefix + collection]
@@ -55,19 +116,24 @@ class MongoReadModels(ReadModelStore):
     async def put_many(self, collection: str, writes: Sequence[Write]) -> None:
         if not writes:
             return
-        ops = []
-        for w in writes:
-            body = {k: v for k, v in (w.doc or {}).items() if k not in ("_key", "_pos", "_id")}
-            body.update(_pos=w.position, _deleted=w.doc is None)
-            ops.append(
-                UpdateOne({"_id": w.key, "_pos": {"$lt": w.position}}, {"$set": body}, upsert=True)
-            )
+        async with self._locks[f"docs:{collection}"]:
+            await self._put_many(collection, writes)
+
+    async def _put_many(self, collection: str, writes: Sequence[Write]) -> None:
+        coll = self._coll(collection)
+        stored = await self.positions(collection, {w.key for w in writes})
+        pending = [w for w in _latest(writes) if stored.get(w.key, -1) < w.position]
+        if not pending:
+            return
+        ops = [InsertOne({"_id": w.key, **_body(w)}) if w.key not in stored else _replace(w) for w in pending]
         try:
-            await self._coll(collection).bulk_write(ops, ordered=False)
+            await coll.bulk_write(ops, ordered=False)
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             if any(e.get("code") != DUPLICATE_KEY for e in errors):
                 raise
+            # inserted by another writer meanwhile: it exists now, so the guarded replace decides
+            await coll.bulk_write([_replace(pending[e["index"]]) for e in errors], ordered=False)
 
     async def query(
         self,
@@ -83,20 +149,21 @@ class MongoReadModels(ReadModelStore):
         coll = self._coll(collection)
         match = _match(filters)
         count = await coll.count_documents(match)
-        field = "_id" if sort == "_key" else sort
-        op = "$lt" if descending else "$gt"
+        field = _field(sort)
         if after:
             value, key = decode_cursor(after)
-            tie = {"_id": {op: key}} if field == "_id" else {field: value, "_id": {op: key}}
-            match = {"$and": [match, {"$or": [{field: {op: value}}, tie]}]}
+            match = {"$and": [match, _after(field, descending, value, key)]}
         direction = DESCENDING if descending else ASCENDING
         order = [(field, direction)] + ([("_id", direction)] if field != "_id" else [])
         docs = [d async for d in coll.find(match).sort(order).limit(limit + 1)]
         has_more = len(docs) > limit
         docs = docs[:limit]
-        last = docs[-1] if docs else None
-        cursor = encode_cursor(last.get(field) if field != "_id" else last["_id"], last["_id"]) if has_more and last else None
-        return Page(data=[_public(d) for d in docs], count=count, has_more=has_more, next_cursor=cursor)
+        cursor = None
+        if has_more and docs:
+            cursor = encode_cursor(lookup(docs[-1], field), docs[-1]["_id"])
+        return Page(
+            data=[_public(d) for d in docs], count=count, has_more=has_more, next_cursor=cursor
+        )
 
     async def all_docs(self, collection: str) -> dict[str, Doc]:
         collection = await self.resolve(collection)
@@ -115,14 +182,14 @@ class MongoReadModels(ReadModelStore):
         return doc["position"] if doc else 0
 
     async def set_checkpoint(self, name: str, position: int) -> None:
-        try:
-            await self._meta.update_one(
-                {"_id": f"checkpoint:{name}", "position": {"$lt": position}},
-                {"$set": {"position": position}},
-                upsert=True,
-            )
-        except DuplicateKeyError:
-            pass  # already at or past `position`
+        guard = {"_id": f"checkpoint:{name}", "position": {"$lt": position}}
+        update = {"$set": {"position": position}}
+        async with self._locks[f"checkpoint:{name}"]:
+            try:
+                await self._meta.update_one(guard, update, upsert=True)
+            except DuplicateKeyError:
+                # already at or past `position`, or created by another writer just now
+                await self._meta.update_one(guard, update)
 
     async def resolve(self, name: str) -> str:
         cached = self._aliases.get(name)

@@ -2,12 +2,22 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from ..errors import Invalid
 from ..eventstore.sqlite import connect
-from .base import Doc, Filters, Page, ReadModelStore, Write, decode_cursor, encode_cursor
+from .base import (
+    ANY_OF,
+    Doc,
+    Filters,
+    Page,
+    ReadModelStore,
+    Write,
+    check_field,
+    check_filters,
+    decode_cursor,
+    encode_cursor,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -22,15 +32,26 @@ CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY, position INTEGER 
 CREATE TABLE IF NOT EXISTS aliases (name TEXT PRIMARY KEY, physical TEXT NOT NULL);
 """
 
-_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+COLUMN_FIELDS = {"_key": "key", "_pos": "pos"}
 
 
 def _path(field: str) -> str:
-    if field == "_key":
-        return "key"
-    if not _FIELD.match(field):
-        raise Invalid(f"cannot filter or sort on {field!r}", field=field)
-    return f"json_extract(doc, '$.{field}')"
+    if field in COLUMN_FIELDS:
+        return COLUMN_FIELDS[field]
+    return f"json_extract(doc, '$.{check_field(field)}')"
+
+
+def _after(expr: str, descending: bool, value: Any, key: str) -> tuple[str, list[Any]]:
+    """The condition "after (value, key)" in the order `expr, key`, NULLs sorting lowest."""
+    op = "<" if descending else ">"
+    if value is None:
+        if descending:
+            return f"({expr} IS NULL AND key < ?)", [key]
+        return f"({expr} IS NOT NULL OR key > ?)", [key]
+    later = f"{expr} {op} ? OR ({expr} = ? AND key {op} ?)"
+    if descending:
+        return f"({later} OR {expr} IS NULL)", [value, value, key]
+    return f"({later})", [value, value, key]
 
 
 def _load(key: str, pos: int, raw: str) -> Doc:
@@ -104,20 +125,25 @@ class SQLiteReadModels(ReadModelStore):
     ) -> Page:
         collection = await self.resolve(collection)
         where, args = ["coll = ?", "deleted = 0"], [collection]
-        for field, want in (filters or {}).items():
-            if isinstance(want, (list, tuple, set, frozenset)):
+        for field, want in check_filters(filters).items():
+            if isinstance(want, ANY_OF):
                 want = list(want)
                 where.append(f"{_path(field)} IN ({','.join('?' * len(want))})")
                 args.extend(want)
+            elif want is None:
+                where.append(f"{_path(field)} IS NULL")
             else:
-                where.append(f"{_path(field)} = ?" if want is not None else f"{_path(field)} IS NULL")
-                args.extend([want] if want is not None else [])
-        count = self._db.execute(f"SELECT COUNT(*) FROM docs WHERE {' AND '.join(where)}", args).fetchone()[0]
-        sort_expr, op, order = _path(sort), ("<" if descending else ">"), ("DESC" if descending else "ASC")
+                where.append(f"{_path(field)} = ?")
+                args.append(want)
+        count = self._db.execute(
+            f"SELECT COUNT(*) FROM docs WHERE {' AND '.join(where)}", args
+        ).fetchone()[0]
+        sort_expr, order = _path(sort), ("DESC" if descending else "ASC")
         if after:
             value, key = decode_cursor(after)
-            where.append(f"({sort_expr} {op} ? OR ({sort_expr} = ? AND key {op} ?))")
-            args.extend([value, value, key])
+            condition, more = _after(sort_expr, descending, value, key)
+            where.append(condition)
+            args.extend(more)
         rows = self._db.execute(
             f"SELECT key, pos, doc, {sort_expr} FROM docs WHERE {' AND '.join(where)}"
             f" ORDER BY {sort_expr} {order}, key {order} LIMIT ?",
