@@ -27,4 +27,8 @@ class MongoKeyStore(KeyStore):
         return key
 
     async def forget(self, subject: str) -> None:
-        await self._keys.update_one({"_id": subject}, {"$set": {"key": None}}, upsert=True)
+        forgotten = {"$set": {"key": None}}
+        try:
+            await self._keys.update_one({"_id": subject}, forgotten, upsert=True)
+        except DuplicateKeyError:  # created by a concurrent `create` between match and insert
+            await self._keys.update_one({"_id": subject}, forgotten)
