@@ -108,6 +108,8 @@ class MongoEventStore(EventStore):
                 existing = await self._already_stored(events)
                 if existing is not None:
                     return existing
+                if expected_version is not None:
+                    raise ConcurrencyError(stream_id, expected_version, moved)
                 current = moved
             self._head = await self.head_position()
 
