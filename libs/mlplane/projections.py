@@ -153,13 +153,20 @@ class Difference:
 
 
 async def verify(projection: Projection, log: EventLog, docs: ReadModelStore) -> Difference:
-    """Rebuild into a scratch collection and compare it with the live one."""
+    """Rebuild into a scratch collection and compare it with the live one.
+
+    Both are brought to the same position of the log first (the live runner may lag, and
+    events may arrive while the scratch copy is built), so only real differences show.
+    """
     live_name = await docs.resolve(projection.name)
     scratch = f"{projection.name}__verify_{time.time_ns()}"
     try:
-        await build_into(projection, log, docs, scratch)
-        # the live runner may lag: bring it level before comparing
-        await ProjectionRunner(projection, log, docs).run_once()
+        for _ in range(5):
+            await build_into(projection, log, docs, scratch)
+            # the live runner may lag: bring it level before comparing
+            await ProjectionRunner(projection, log, docs).run_once()
+            if await docs.get_checkpoint(scratch) == await docs.get_checkpoint(live_name):
+                break
         live, rebuilt = await docs.all_docs(live_name), await docs.all_docs(scratch)
     finally:
         await docs.drop(scratch)
