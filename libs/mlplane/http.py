@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.status import HTTP_500_INTERNAL_SERVER_ERROR
 
 from .errors import Invalid, MlplaneError
+from .keystore import ForgottenSubject
 from .readmodels import ReadModelStore
 from .readmodels.base import encode_cursor, matches
 
@@ -86,6 +87,11 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+async def _forgotten(request: Request, exc: Exception) -> JSONResponse:
+    detail = "this data subject was erased; its personal data cannot be written again"
+    return problem(409, "Subject erased", detail, request=request)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(
@@ -99,12 +105,14 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(MlplaneError, _mlplane_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(ForgottenSubject, _forgotten)
     app.add_exception_handler(Exception, _unexpected)
 
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": title, "content": {PROBLEM: {}}}
-    for status, title in [(401, "Unauthorized"), (404, "Not found"), (422, "Invalid request")]
+    for status, title in [(401, "Unauthorized"), (403, "Forbidden"), (404, "Not found"),
+                          (409, "Conflict"), (422, "Invalid request")]
 }
 """Documents the problem answers in OpenAPI (pass as `responses=` to a router)."""
 

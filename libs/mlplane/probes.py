@@ -12,6 +12,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .http import problem
+
 probes = APIRouter(tags=["operations"])
 TIMEOUT = 2.0
 
@@ -27,14 +29,14 @@ async def readyz(request: Request) -> JSONResponse:
     """Readiness: the event store answers and the bus is reachable."""
     kernel = getattr(request.app.state, "kernel", None)
     if kernel is None:
-        return JSONResponse({"status": "starting"}, status_code=503)
+        return problem(503, "Not ready", "the server is starting", request=request)
     checks = {
         "event_store": await _check(kernel.log.store.head_position()),
         "bus": await _check(_bus_reachable(kernel.settings.bus_url)),
     }
-    ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks},
-                        status_code=200 if ready else 503)
+    if any(v != "ok" for v in checks.values()):
+        return problem(503, "Not ready", "a dependency is unreachable", request=request, checks=checks)
+    return JSONResponse({"status": "ok", "checks": checks})
 
 
 @probes.get("/metrics", include_in_schema=False)

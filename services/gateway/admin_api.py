@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, status
+import asyncio
+
+from fastapi import APIRouter, Depends, Path, Query, status
 
 from mlplane.auth import Principal, hash_password
 from mlplane.deps import ContextDep, KernelDep, get_principal
@@ -42,6 +44,11 @@ async def find(kernel: Kernel, identity: str) -> dict:
     raise NotFound(f"user {identity!r} not found")
 
 
+async def _hashed(password: str | None) -> str | None:
+    """scrypt is slow on purpose: off the event loop, so other requests keep flowing."""
+    return await asyncio.to_thread(hash_password, password) if password else None
+
+
 @admin.get("")
 async def list_users(kernel: KernelDep, page: PageParams) -> m.AdminUserList:
     """List users."""
@@ -54,8 +61,7 @@ async def create_user(body: m.AdminUserCreate, kernel: KernelDep, ctx: ContextDe
     """Create a user."""
     command = c.RegisterUser(
         user_id=user_id_for(body.name), admin=body.role == "admin",
-        password_hash=hash_password(body.password) if body.password else None,
-        **body.model_dump(exclude={"password"}),
+        password_hash=await _hashed(body.password), **body.model_dump(exclude={"password"}),
     )
     return m.AdminUserWritten.model_validate((await write_user(kernel, command, ctx)).to_doc())
 
@@ -73,16 +79,21 @@ async def update_user(identity: Identity, body: m.AdminUserUpdate, kernel: Kerne
     command = c.UpdateUser(
         user_id=doc["id"], role=body.role, tags=body.tags,
         admin=None if body.role is None else body.role == "admin",
-        password_hash=hash_password(body.password) if body.password else None,
+        password_hash=await _hashed(body.password),
     )
     return m.AdminUserWritten.model_validate((await write_user(kernel, command, ctx)).to_doc())
 
 
 @admin.delete("/{identity}")
-async def delete_user(identity: Identity, kernel: KernelDep, ctx: ContextDep) -> m.Status:
+async def delete_user(
+    identity: Identity, kernel: KernelDep, ctx: ContextDep,
+    forget: Annotated[bool, Query(description="Also erase their personal data for good")] = False,
+) -> m.Status:
     """Delete a user; their tokens stop working at once."""
     doc = await find(kernel, identity)
     await write_user(kernel, c.DeleteUser(user_id=doc["id"]), ctx)
+    if forget:
+        await kernel.forget(doc["id"])
     return m.Status(id=doc["id"])
 
 

@@ -6,15 +6,16 @@ own events produced after the read models have caught up, so the next read sees 
 """
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 
 from mlplane import aggregates
-from mlplane.auth import Principal, hash_token, new_token
+from mlplane.auth import Principal, check_password, hash_password, hash_token, new_token
 from mlplane.deps import ContextDep, KernelDep, OptionalPrincipalDep, PrincipalDep, in_space, request_context
-from mlplane.errors import Forbidden, NotFound
+from mlplane.errors import Forbidden, NotFound, Unauthorized
 from mlplane.eventlog import Context
 from mlplane.events import new_id
 from mlplane.http import PROBLEM_RESPONSES, ListPage, PageParams, list_page
@@ -28,6 +29,8 @@ from .projections import MEMBERSHIPS, SPACES as SPACE_DOCS, USERS as USER_DOCS
 
 INVITE_TTL = timedelta(days=7)
 INVITE_PREFIX = "inv_"
+DUMMY_PASSWORD = hash_password("no user has this password")
+"""Checked when the user is unknown, so the answer takes as long as for a wrong password."""
 
 spaces = APIRouter(prefix="/api/v1/spaces", tags=["spaces"], responses=PROBLEM_RESPONSES)
 users = APIRouter(prefix="/api/v1/users", tags=["users"], responses=PROBLEM_RESPONSES)
@@ -216,6 +219,22 @@ def parse_invite(token: str) -> tuple[str, str]:
     if not token.startswith(INVITE_PREFIX) or len(parts) != 3:
         raise NotFound("no such invite")
     return parts[0], parts[1]
+
+
+@users.post("/login", status_code=status.HTTP_201_CREATED)
+async def login(body: m.Login, request: Request, kernel: KernelDep) -> m.TokenIssuedPublic:
+    """Exchange a user's name and password (set through /api/users) for an API token."""
+    user, _ = await aggregates.load(kernel.log, USERS, user_id_for(body.name))
+    stored = user.password_hash if user.live else None
+    matched = await asyncio.to_thread(check_password, body.password, stored or DUMMY_PASSWORD)
+    if not (stored and matched):
+        raise Unauthorized("wrong name or password")
+    ctx = request_context(request, actor=user.id)
+    ttl = timedelta(seconds=body.ttl_seconds) if body.ttl_seconds else None
+    secret, command = await issue_token(kernel, user.id, ctx, name="login", ttl=ttl)
+    await kernel.catch_up()
+    doc = await user_doc(kernel, user.id)
+    return m.TokenIssuedPublic(**public_token(doc["tokens"][command.token_id]).model_dump(), token=secret)
 
 
 @users.get("/me/tokens")

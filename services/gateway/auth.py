@@ -31,7 +31,8 @@ class TokenAuthenticator:
     async def authenticate(self, token: str) -> Principal:
         admin_token = self.kernel.settings.admin_token
         if admin_token and same_secret(token, admin_token):
-            return Principal(user_id=ADMIN_ID, admin=True)
+            return Principal(user_id=ADMIN_ID, admin=True,
+                             memberships=await memberships(self.kernel, ADMIN_ID))
         docs, digest = self.kernel.docs, hash_token(token)
         record = await docs.get(TOKENS, digest)
         if record is None:

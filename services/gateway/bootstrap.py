@@ -82,7 +82,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.event_source = f"mlplane/{settings.service}"
+    app.state.event_source = "mlplane/gateway"
     app.state.metrics = CollectorRegistry()
     install_problem_handlers(app)
     for router in [probes, *(r for service in services for r in service.routers())]:

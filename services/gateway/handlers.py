@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from mlplane.aggregates import Aggregate
 from mlplane.auth import same_secret
@@ -196,6 +196,7 @@ class UserState(State):
     admin: bool = False
     apps: list[str] = []
     tokens: dict[str, TokenState] = {}
+    password_hash: str | None = Field(None, exclude=True)  # never in a read model
     created_at: str = ""
     updated_at: str = ""
     deleted: bool = False
@@ -212,10 +213,10 @@ def evolve_user(state: UserState, env: Envelope) -> UserState:
     touched = {"updated_at": stamp(env)}
     match env.data:
         case e.UserRegistered() as ev:
-            profile = ev.model_dump(exclude={"user_id", "password_hash"})
+            profile = ev.model_dump(exclude={"user_id"})
             return UserState(id=ev.user_id, created_at=stamp(env), **profile, **touched)
         case e.UserUpdated() as ev:
-            changes = {k: getattr(ev, k) for k in PROFILE if getattr(ev, k) is not None}
+            changes = {k: getattr(ev, k) for k in (*PROFILE, "password_hash") if getattr(ev, k) is not None}
             return state.model_copy(update={**changes, **touched})
         case e.UserDeleted():
             return state.model_copy(update={"deleted": True, "tokens": {}, **touched})

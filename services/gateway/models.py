@@ -132,6 +132,12 @@ class TokenCreate(Input):
     ttl_seconds: Annotated[int, Field(ge=1, le=10 * 365 * 86400)] | None = None
 
 
+class Login(Input):
+    name: Name
+    password: Annotated[str, Field(min_length=1, max_length=200)]
+    ttl_seconds: Annotated[int, Field(ge=1, le=10 * 365 * 86400)] | None = 86400
+
+
 class TokenPublic(Output):
     id: str
     name: str

@@ -123,6 +123,34 @@ def test_probes_and_metrics_answer(embedded: Platform):
     assert openapi["paths"]["/api/v1/spaces"]["get"]["summary"] == "List the spaces the caller belongs to."
 
 
+def test_a_user_created_by_an_admin_logs_in_with_their_password(embedded: Platform):
+    with embedded.admin() as admin:
+        created = admin.post("/api/users", json={"name": "kim", "password": "kim-password", "role": "designer"})
+    assert created.status_code == 201, created.text
+    with embedded.client() as anonymous:
+        wrong = anonymous.post("/api/v1/users/login", json={"name": "kim", "password": "not-her-password"})
+        nobody = anonymous.post("/api/v1/users/login", json={"name": "nobody", "password": "kim-password"})
+        issued = anonymous.post("/api/v1/users/login", json={"name": "kim", "password": "kim-password"})
+    assert (wrong.status_code, nobody.status_code, issued.status_code) == (401, 401, 201)
+    with embedded.client(issued.json()["token"]) as kim:
+        assert kim.get("/api/v1/users/me").json()["role"] == "designer"
+
+
+def test_a_forgotten_user_is_erased_from_the_log_and_cannot_return(embedded: Platform):
+    with embedded.admin() as admin:
+        space = new_space(admin, "forgetful")
+        with join(embedded, admin, space, "liz@example.com") as liz:
+            liz_id = liz.get("/api/v1/users/me").json()["id"]
+            assert admin.delete(f"/api/users/{liz_id}", params={"forget": True}).status_code == 200
+            assert liz.get("/api/v1/users/me").status_code == 401
+        assert admin.get(f"/api/users/{liz_id}").status_code == 404
+        again = admin.post(f"/api/v1/spaces/{space}/invite", json={"emails": ["liz@example.com"], "roles": []})
+    tail = embedded.cli("events", "tail", "--space", space, "--json")
+    [invited] = [e for e in map(json.loads, tail.stdout.splitlines()) if e["type"] == "UserInvited"]
+    assert invited["data"]["user_id"] == liz_id and invited["data"]["email"] is None
+    assert again.status_code == 409 and again.json()["title"] == "Subject erased"
+
+
 def test_everything_survives_a_restart(embedded: Platform):
     with embedded.admin() as admin:
         space = new_space(admin, "durable")
