@@ -6,8 +6,9 @@ one process. A service's bootstrap module exposes `SERVICE`; importing it connec
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -25,8 +26,6 @@ class Service:
     projections: Callable[[], Sequence[Projection]] = list
     routers: Callable[[], Sequence[Any]] = list
     on_start: Callable[[Kernel], Awaitable[None]] | None = None
-    events_module: str = ""
-    tags: Sequence[dict[str, str]] = field(default_factory=list)
 
 
 def load(selection: str = "all") -> list[Service]:
@@ -39,7 +38,9 @@ def load(selection: str = "all") -> list[Service]:
 
 
 def register_all_events() -> None:
-    """Import every service's events, so the registry can decode anything in the log."""
-    for service in load("all"):
-        if service.events_module:
-            importlib.import_module(service.events_module)
+    """Import every `services.*.events` module, so the registry can decode anything in the log."""
+    import services
+
+    for info in pkgutil.walk_packages(services.__path__, prefix="services."):
+        if info.name.endswith(".events"):
+            importlib.import_module(info.name)

@@ -25,7 +25,7 @@ from . import commands as c
 from . import models as m
 from .auth import issue_token
 from .handlers import SPACES, USERS, SpaceState, UserState, decide, user_id_for
-from .projections import MEMBERSHIPS, SPACES as SPACE_DOCS, USERS as USER_DOCS
+from .projections import MEMBERSHIPS, READ_MODELS, SPACES as SPACE_DOCS, USERS as USER_DOCS
 
 INVITE_TTL = timedelta(days=7)
 INVITE_PREFIX = "inv_"
@@ -39,13 +39,13 @@ users = APIRouter(prefix="/api/v1/users", tags=["users"], responses=PROBLEM_RESP
 async def write_space(kernel: Kernel, command: c.Command, ctx: Context) -> SpaceState:
     space_id = command.space_id  # type: ignore[attr-defined]
     outcome = await aggregates.execute(kernel.log, SPACES, space_id, decide, command, in_space(ctx, space_id))
-    await kernel.catch_up()
+    await kernel.catch_up(*READ_MODELS)
     return outcome.state
 
 
 async def write_user(kernel: Kernel, command: c.Command, ctx: Context) -> UserState:
     outcome = await aggregates.execute(kernel.log, USERS, command.user_id, decide, command, ctx)  # type: ignore[attr-defined]
-    await kernel.catch_up()
+    await kernel.catch_up(*READ_MODELS)
     return outcome.state
 
 
@@ -210,7 +210,7 @@ async def accept_invite(
     secret = None
     if created:
         secret, _ = await issue_token(kernel, user.id, ctx, name="invite")
-        await kernel.catch_up()
+        await kernel.catch_up(*READ_MODELS)
     return m.InviteAccepted(space_id=space_id, user=public_user(user), permissions=state.members[user.id], token=secret)
 
 
@@ -232,7 +232,7 @@ async def login(body: m.Login, request: Request, kernel: KernelDep) -> m.TokenIs
     ctx = request_context(request, actor=user.id)
     ttl = timedelta(seconds=body.ttl_seconds) if body.ttl_seconds else None
     secret, command = await issue_token(kernel, user.id, ctx, name="login", ttl=ttl)
-    await kernel.catch_up()
+    await kernel.catch_up(*READ_MODELS)
     doc = await user_doc(kernel, user.id)
     return m.TokenIssuedPublic(**public_token(doc["tokens"][command.token_id]).model_dump(), token=secret)
 
@@ -250,7 +250,7 @@ async def create_token(body: m.TokenCreate, kernel: KernelDep, principal: Princi
     """Issue an API token for the calling user; the secret is shown once."""
     ttl = timedelta(seconds=body.ttl_seconds) if body.ttl_seconds else None
     secret, command = await issue_token(kernel, principal.user_id, ctx, name=body.name, ttl=ttl)
-    await kernel.catch_up()
+    await kernel.catch_up(*READ_MODELS)
     doc = await user_doc(kernel, principal.user_id)
     return m.TokenIssuedPublic(**public_token(doc["tokens"][command.token_id]).model_dump(), token=secret)
 

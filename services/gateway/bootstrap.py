@@ -47,7 +47,6 @@ SERVICE = Service(
     projections=_projections,
     routers=_routers,
     on_start=_on_start,
-    events_module="services.gateway.events",
 )
 
 

@@ -21,6 +21,7 @@ SPACES = "gateway_spaces"
 USERS = "gateway_users"
 MEMBERSHIPS = "gateway_memberships"
 TOKENS = "gateway_tokens"
+READ_MODELS = (SPACES, USERS, MEMBERSHIPS, TOKENS)
 
 
 def _types(*classes: type) -> frozenset[str]:

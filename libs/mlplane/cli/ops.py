@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 
 from ..eventlog import Context
-from ..events import Envelope
+from ..errors import UnknownEventType
+from ..events import Envelope, StoredEvent
 from ..kernel import Kernel
 from ..service import load, register_all_events
 from ..settings import Settings
@@ -131,10 +132,10 @@ def tail(
     async def work(kernel: Kernel) -> None:
         position = start
         while True:
-            batch = await kernel.log.read_all(position, 500)
-            for env in batch:
-                if space is None or env.space == space:
-                    print(_cloudevent(env) if as_json else _line(env), flush=True)
+            batch = await kernel.log.store.read_all(position, 500)
+            for row in batch:
+                if space is None or row.meta.get("space") == space:
+                    print(await _render(kernel, row, as_json), flush=True)
             position = batch[-1].position + 1 if batch else position
             if not batch and not follow:
                 return
@@ -145,6 +146,18 @@ def tail(
         run(work)
     except KeyboardInterrupt:
         pass
+
+
+async def _render(kernel: Kernel, row: StoredEvent, as_json: bool) -> str:
+    """A decoded event; one of a type this installation does not know is shown as stored."""
+    try:
+        env = await kernel.log.decode(row)
+    except UnknownEventType:
+        if as_json:
+            return json.dumps({"id": row.id, "type": row.type, "subject": row.stream_id,
+                               "position": str(row.position), "data": row.data})
+        return f"{row.position:>6} {row.time:%Y-%m-%d %H:%M:%S} {row.type:<20} {row.stream_id} (unknown type)"
+    return _cloudevent(env) if as_json else _line(env)
 
 
 def _line(env: Envelope) -> str:
