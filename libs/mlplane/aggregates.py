@@ -5,6 +5,7 @@ does the I/O around it. When another writer got in first the stream is re-read a
 decided again against the newer state, so concurrent requests neither lose updates nor fail
 spuriously; a command whose invariant the newer state breaks raises that domain error instead.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence

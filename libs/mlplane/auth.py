@@ -5,6 +5,7 @@ model or event log gives no usable credential. Every resource belongs to a space
 not a member of that space is told the resource does not exist (404), so ids cannot be probed
 across tenants. A member lacking a permission gets 403: they already know the space exists.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -108,5 +109,7 @@ def hash_password(password: str) -> str:
 
 def check_password(password: str, stored: str) -> bool:
     _, n, r, p, salt, digest = stored.split("$")
-    given = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p))
+    given = hashlib.scrypt(
+        password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p)
+    )
     return hmac.compare_digest(given.hex(), digest)

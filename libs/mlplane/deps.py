@@ -3,6 +3,7 @@
 Everything comes from `app.state`, set by the app's lifespan, so routers import no globals and a
 test can hand an app any kernel or authenticator it likes.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -16,7 +17,9 @@ from .errors import Unauthorized
 from .eventlog import Context
 from .kernel import Kernel
 
-_bearer = HTTPBearer(auto_error=False, description="A token from `mlplane admin token` or an invite")
+_bearer = HTTPBearer(
+    auto_error=False, description="A token from `mlplane admin token` or an invite"
+)
 
 
 def get_kernel(request: Request) -> Kernel:
@@ -52,7 +55,9 @@ def request_context(request: Request, actor: str | None) -> Context:
     )
 
 
-def get_context(request: Request, principal: Annotated[Principal, Depends(get_principal)]) -> Context:
+def get_context(
+    request: Request, principal: Annotated[Principal, Depends(get_principal)]
+) -> Context:
     return request_context(request, principal.user_id)
 
 

@@ -8,6 +8,7 @@ Lists: `?limit=&after=` where `after` is the id of the last item of the previous
 cursor is derived from that item, so clients never handle opaque tokens), answered as
 `{count, data, has_more}`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,9 +16,9 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.routing import APIRoute
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.status import HTTP_500_INTERNAL_SERVER_ERROR
@@ -68,7 +69,13 @@ def field_errors(errors: list[Any]) -> list[dict[str, str]]:
     out = []
     for err in errors:
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
-        out.append({"field": ".".join(loc) or "body", "message": err.get("msg", ""), "type": err.get("type", "")})
+        out.append(
+            {
+                "field": ".".join(loc) or "body",
+                "message": err.get("msg", ""),
+                "type": err.get("type", ""),
+            }
+        )
     return out
 
 
@@ -81,7 +88,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    title = {401: "Unauthorized", 404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
+    title = {401: "Unauthorized", 404: "Not found", 405: "Method not allowed"}.get(
+        exc.status_code, "Error"
+    )
     response = problem(exc.status_code, title, str(exc.detail), request=request)
     response.headers.update(exc.headers or {})
     return response
@@ -95,7 +104,8 @@ async def _forgotten(request: Request, exc: Exception) -> JSONResponse:
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(
-        HTTP_500_INTERNAL_SERVER_ERROR, "Internal error",
+        HTTP_500_INTERNAL_SERVER_ERROR,
+        "Internal error",
         "the server failed to handle this request; quote the request id when reporting it",
         request=request,
     )
@@ -111,8 +121,13 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": title, "content": {PROBLEM: {}}}
-    for status, title in [(401, "Unauthorized"), (403, "Forbidden"), (404, "Not found"),
-                          (409, "Conflict"), (422, "Invalid request")]
+    for status, title in [
+        (401, "Unauthorized"),
+        (403, "Forbidden"),
+        (404, "Not found"),
+        (409, "Conflict"),
+        (422, "Invalid request"),
+    ]
 }
 """Documents the problem answers in OpenAPI (pass as `responses=` to a router)."""
 

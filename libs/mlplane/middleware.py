@@ -3,6 +3,7 @@
 Plain ASGI (not BaseHTTPMiddleware) so streaming responses pass through untouched and an
 exception escaping the app is still answered with a problem document carrying the request id.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,10 +35,25 @@ def _given_id(scope: Scope, name: bytes) -> str | None:
 
 
 async def send_problem(send: Send, status: int, title: str, detail: str, **extra: Any) -> None:
-    body = json.dumps({"type": f"urn:mlplane:problem:{status}", "title": title,
-                       "status": status, "detail": detail, **extra}).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]})
+    body = json.dumps(
+        {
+            "type": f"urn:mlplane:problem:{status}",
+            "title": title,
+            "status": status,
+            "detail": detail,
+            **extra,
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -55,7 +71,10 @@ class RequestContext:
         correlation_id = _given_id(scope, b"x-correlation-id") or request_id
         state = scope.setdefault("state", {})
         state.update(request_id=request_id, correlation_id=correlation_id)
-        ids = [(b"x-request-id", request_id.encode()), (b"x-correlation-id", correlation_id.encode())]
+        ids = [
+            (b"x-request-id", request_id.encode()),
+            (b"x-correlation-id", correlation_id.encode()),
+        ]
         started = False
 
         async def send_with_ids(message: Message) -> None:
@@ -67,11 +86,16 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, send_with_ids)
-        except Exception:  # noqa: BLE001 - the client gets a problem, the log gets the trace
+        except Exception:
             log.exception("unhandled error, request %s", request_id)
             if not started:
-                await send_problem(send_with_ids, 500, "Internal error",
-                                   "the server failed to handle this request", request_id=request_id)
+                await send_problem(
+                    send_with_ids,
+                    500,
+                    "Internal error",
+                    "the server failed to handle this request",
+                    request_id=request_id,
+                )
 
 
 class BodyLimit:
@@ -101,9 +125,14 @@ class BodyLimit:
         await self.app(scope, _replay(b"".join(chunks), receive), send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        await send_problem(send, 413, "Request body too large",
-                           f"request bodies are limited to {self.max_bytes} bytes",
-                           instance=scope["path"], request_id=scope.get("state", {}).get("request_id"))
+        await send_problem(
+            send,
+            413,
+            "Request body too large",
+            f"request bodies are limited to {self.max_bytes} bytes",
+            instance=scope["path"],
+            request_id=scope.get("state", {}).get("request_id"),
+        )
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -124,10 +153,18 @@ class Metrics:
 
     def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
         self.app = app
-        self.requests = Counter("mlplane_http_requests", "HTTP requests handled",
-                                ["method", "route", "status"], registry=registry)
-        self.latency = Histogram("mlplane_http_request_duration_seconds", "HTTP request latency",
-                                 ["method", "route", "status"], registry=registry)
+        self.requests = Counter(
+            "mlplane_http_requests",
+            "HTTP requests handled",
+            ["method", "route", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "mlplane_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route", "status"],
+            registry=registry,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -3,6 +3,7 @@
 Liveness says the process serves requests. Readiness says its event store answers and its bus is
 reachable, so a load balancer stops sending traffic to a process that cannot write.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -35,7 +36,9 @@ async def readyz(request: Request) -> JSONResponse:
         "bus": await _check(_bus_reachable(kernel.settings.bus_url)),
     }
     if any(v != "ok" for v in checks.values()):
-        return problem(503, "Not ready", "a dependency is unreachable", request=request, checks=checks)
+        return problem(
+            503, "Not ready", "a dependency is unreachable", request=request, checks=checks
+        )
     return JSONResponse({"status": "ok", "checks": checks})
 
 

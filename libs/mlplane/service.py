@@ -3,6 +3,7 @@
 `mlplane up --service NAME` picks services from the catalogue by name; `all` runs every one in
 one process. A service's bootstrap module exposes `SERVICE`; importing it connects to nothing.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -30,7 +31,9 @@ class Service:
 
 def load(selection: str = "all") -> list[Service]:
     """The services named in `selection` ("all" or comma-separated names), in catalogue order."""
-    names = list(CATALOGUE) if selection in ("", "all") else [n.strip() for n in selection.split(",")]
+    names = (
+        list(CATALOGUE) if selection in ("", "all") else [n.strip() for n in selection.split(",")]
+    )
     unknown = [n for n in names if n not in CATALOGUE]
     if unknown:
         raise ValueError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(CATALOGUE)}")

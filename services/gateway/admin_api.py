@@ -4,14 +4,13 @@ A user is addressed by id or by login name. Passwords are stored as scrypt hashe
 (personal, encrypted) events and never returned; the `password` field stays in the answer's
 shape as null.
 """
+
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
-import asyncio
-
 from fastapi import APIRouter, Depends, Path, Query, status
-
 from mlplane.auth import Principal, hash_password
 from mlplane.deps import ContextDep, KernelDep, get_principal
 from mlplane.errors import NotFound
@@ -30,8 +29,12 @@ async def admin_only(principal: Annotated[Principal, Depends(get_principal)]) ->
     return principal
 
 
-admin = APIRouter(prefix="/api/users", tags=["admin: users"], responses=PROBLEM_RESPONSES,
-                  dependencies=[Depends(admin_only)])
+admin = APIRouter(
+    prefix="/api/users",
+    tags=["admin: users"],
+    responses=PROBLEM_RESPONSES,
+    dependencies=[Depends(admin_only)],
+)
 Identity = Annotated[str, Path(description="The user's id or login name")]
 App = Annotated[str, Path(min_length=1, max_length=200)]
 
@@ -57,11 +60,15 @@ async def list_users(kernel: KernelDep, page: PageParams) -> m.AdminUserList:
 
 
 @admin.post("", status_code=status.HTTP_201_CREATED)
-async def create_user(body: m.AdminUserCreate, kernel: KernelDep, ctx: ContextDep) -> m.AdminUserWritten:
+async def create_user(
+    body: m.AdminUserCreate, kernel: KernelDep, ctx: ContextDep
+) -> m.AdminUserWritten:
     """Create a user."""
     command = c.RegisterUser(
-        user_id=user_id_for(body.name), admin=body.role == "admin",
-        password_hash=await _hashed(body.password), **body.model_dump(exclude={"password"}),
+        user_id=user_id_for(body.name),
+        admin=body.role == "admin",
+        password_hash=await _hashed(body.password),
+        **body.model_dump(exclude={"password"}),
     )
     return m.AdminUserWritten.model_validate((await write_user(kernel, command, ctx)).to_doc())
 
@@ -73,11 +80,15 @@ async def get_user(identity: Identity, kernel: KernelDep) -> m.AdminUserPublic:
 
 
 @admin.patch("/{identity}")
-async def update_user(identity: Identity, body: m.AdminUserUpdate, kernel: KernelDep, ctx: ContextDep) -> m.AdminUserWritten:
+async def update_user(
+    identity: Identity, body: m.AdminUserUpdate, kernel: KernelDep, ctx: ContextDep
+) -> m.AdminUserWritten:
     """Change a user's password, role or tags."""
     doc = await find(kernel, identity)
     command = c.UpdateUser(
-        user_id=doc["id"], role=body.role, tags=body.tags,
+        user_id=doc["id"],
+        role=body.role,
+        tags=body.tags,
         admin=None if body.role is None else body.role == "admin",
         password_hash=await _hashed(body.password),
     )
@@ -86,7 +97,9 @@ async def update_user(identity: Identity, body: m.AdminUserUpdate, kernel: Kerne
 
 @admin.delete("/{identity}")
 async def delete_user(
-    identity: Identity, kernel: KernelDep, ctx: ContextDep,
+    identity: Identity,
+    kernel: KernelDep,
+    ctx: ContextDep,
     forget: Annotated[bool, Query(description="Also erase their personal data for good")] = False,
 ) -> m.Status:
     """Delete a user; their tokens stop working at once."""
@@ -104,7 +117,9 @@ async def list_user_apps(identity: Identity, kernel: KernelDep) -> m.AppsPublic:
 
 
 @admin.post("/{identity}/apps/{app}/auth")
-async def authorize_app(identity: Identity, app: App, kernel: KernelDep, ctx: ContextDep) -> m.Status:
+async def authorize_app(
+    identity: Identity, app: App, kernel: KernelDep, ctx: ContextDep
+) -> m.Status:
     """Authorise a user for an application."""
     doc = await find(kernel, identity)
     await write_user(kernel, c.AuthorizeApp(user_id=doc["id"], app=app), ctx)
@@ -112,7 +127,9 @@ async def authorize_app(identity: Identity, app: App, kernel: KernelDep, ctx: Co
 
 
 @admin.post("/{identity}/apps/{app}/unauth")
-async def unauthorize_app(identity: Identity, app: App, kernel: KernelDep, ctx: ContextDep) -> m.Status:
+async def unauthorize_app(
+    identity: Identity, app: App, kernel: KernelDep, ctx: ContextDep
+) -> m.Status:
     """Withdraw a user's authorisation for an application."""
     doc = await find(kernel, identity)
     await write_user(kernel, c.UnauthorizeApp(user_id=doc["id"], app=app), ctx)

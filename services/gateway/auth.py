@@ -4,9 +4,10 @@ A token is looked up by its SHA-256 hash. One that is unknown may simply be newe
 projection (issued a moment ago by another process), so the token projections are brought level
 once before the token is refused.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from mlplane import aggregates
 from mlplane.auth import Membership, Principal, hash_token, new_token, same_secret
@@ -31,8 +32,9 @@ class TokenAuthenticator:
     async def authenticate(self, token: str) -> Principal:
         admin_token = self.kernel.settings.admin_token
         if admin_token and same_secret(token, admin_token):
-            return Principal(user_id=ADMIN_ID, admin=True,
-                             memberships=await memberships(self.kernel, ADMIN_ID))
+            return Principal(
+                user_id=ADMIN_ID, admin=True, memberships=await memberships(self.kernel, ADMIN_ID)
+            )
         docs, digest = self.kernel.docs, hash_token(token)
         record = await docs.get(TOKENS, digest)
         if record is None:
@@ -41,13 +43,14 @@ class TokenAuthenticator:
         if record is None or record.get("revoked"):
             raise Unauthorized("the token is unknown or revoked")
         expires = record.get("expires_at")
-        if expires and datetime.fromisoformat(expires) <= datetime.now(timezone.utc):
+        if expires and datetime.fromisoformat(expires) <= datetime.now(UTC):
             raise Unauthorized("the token has expired")
         user = await docs.get(USER_DOCS, record["user_id"])
         if user is None:
             raise Unauthorized("the token's user no longer exists")
         return Principal(
-            user_id=user["id"], admin=bool(user.get("admin")),
+            user_id=user["id"],
+            admin=bool(user.get("admin")),
             memberships=await memberships(kernel=self.kernel, user_id=user["id"]),
             token_id=record["id"],
         )
@@ -66,9 +69,14 @@ async def issue_token(
 ) -> tuple[str, c.IssueToken]:
     """A new secret for `user_id`; only its hash is appended. Returns the secret, once."""
     secret = new_token()
-    expires = datetime.now(timezone.utc) + ttl if ttl else None
-    command = c.IssueToken(user_id=user_id, token_id=new_id(), token_hash=hash_token(secret),
-                           name=name, expires_at=expires)
+    expires = datetime.now(UTC) + ttl if ttl else None
+    command = c.IssueToken(
+        user_id=user_id,
+        token_id=new_id(),
+        token_hash=hash_token(secret),
+        name=name,
+        expires_at=expires,
+    )
     await aggregates.execute(kernel.log, USERS, user_id, decide, command, ctx)
     return secret, command
 

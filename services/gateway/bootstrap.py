@@ -4,6 +4,7 @@
 lifespan and closed when the server drains (SIGTERM), so importing or building the app — to print
 its OpenAPI document, say — connects to nothing.
 """
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -11,14 +12,13 @@ from contextlib import asynccontextmanager
 from importlib.metadata import version
 
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry
-
 from mlplane.http import docstring_summaries, install_problem_handlers
 from mlplane.kernel import Kernel
 from mlplane.middleware import BodyLimit, Metrics, RequestContext
 from mlplane.probes import probes
 from mlplane.service import Service, load
 from mlplane.settings import Settings
+from prometheus_client import CollectorRegistry
 
 from .auth import TokenAuthenticator, ensure_admin
 

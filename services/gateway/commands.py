@@ -1,5 +1,6 @@
 """Commands the gateway decides on: imperative, validated, carrying everything a pure decision
 needs (ids, hashes of fresh secrets, the current time), so `handlers.decide` does no I/O."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -5,6 +5,7 @@ Names, emails and password hashes are personal: they are encrypted under the use
 name (see `handlers.user_id_for`), which is why an invite can name its subject before the user
 exists.
 """
+
 from __future__ import annotations
 
 from datetime import datetime

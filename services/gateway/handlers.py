@@ -4,6 +4,7 @@ Two kinds of streams: `space:<id>` (the space, its members and its invites, so a
 invite and becoming a member is one atomic append) and `user:<id>` (profile, tokens, apps).
 Nothing here does I/O; `mlplane.aggregates.execute` loads, decides and appends.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -11,12 +12,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from mlplane.aggregates import Aggregate
 from mlplane.auth import same_secret
 from mlplane.errors import Conflict, MlplaneError, NotFound
 from mlplane.events import Envelope, Event
+from pydantic import BaseModel, ConfigDict, Field
 
 from . import commands as c
 from . import events as e
@@ -80,11 +80,21 @@ def evolve_space(state: SpaceState, env: Envelope) -> SpaceState:
     match env.data:
         case e.SpaceCreated(space_id=sid, name=name, description=desc, owner_id=owner):
             return SpaceState(
-                id=sid, name=name, description=desc, owner_id=owner, created_at=stamp(env),
-                created_by=env.actor or "", members={owner: []}, **touched,
+                id=sid,
+                name=name,
+                description=desc,
+                owner_id=owner,
+                created_at=stamp(env),
+                created_by=env.actor or "",
+                members={owner: []},
+                **touched,
             )
         case e.SpaceUpdated() as ev:
-            changes = {k: v for k, v in (("name", ev.name), ("description", ev.description)) if v is not None}
+            changes = {
+                k: v
+                for k, v in (("name", ev.name), ("description", ev.description))
+                if v is not None
+            }
             return state.model_copy(update={**changes, **touched})
         case e.SpaceDeleted():
             return state.model_copy(update={"deleted": True, **touched})
@@ -143,8 +153,12 @@ def invite_users(state: SpaceState, cmd: c.InviteUsers) -> list[Event]:
     _live_space(state)
     return [
         e.UserInvited(
-            space_id=state.id, invite_id=inv.invite_id, user_id=inv.user_id, email=inv.email,
-            permissions=sorted(set(cmd.permissions)), token_hash=inv.token_hash,
+            space_id=state.id,
+            invite_id=inv.invite_id,
+            user_id=inv.user_id,
+            email=inv.email,
+            permissions=sorted(set(cmd.permissions)),
+            token_hash=inv.token_hash,
             expires_at=cmd.expires_at,
         )
         for inv in cmd.invitations
@@ -160,8 +174,14 @@ def accept_invite(state: SpaceState, cmd: c.AcceptInvite) -> list[Event]:
         raise Conflict("this invite has already been accepted")
     if cmd.now >= invite.expires_at:
         raise InviteExpired("this invite has expired; ask for a new one")
-    return [e.InviteAccepted(space_id=state.id, invite_id=invite.invite_id,
-                             user_id=invite.user_id, permissions=invite.permissions)]
+    return [
+        e.InviteAccepted(
+            space_id=state.id,
+            invite_id=invite.invite_id,
+            user_id=invite.user_id,
+            permissions=invite.permissions,
+        )
+    ]
 
 
 def grant_permissions(state: SpaceState, cmd: c.GrantPermissions) -> list[Event]:
@@ -169,7 +189,11 @@ def grant_permissions(state: SpaceState, cmd: c.GrantPermissions) -> list[Event]
     if cmd.user_id not in state.members:
         raise NotFound(f"user {cmd.user_id!r} is not a member of this space")
     new = sorted(set(cmd.permissions) - set(state.members[cmd.user_id]))
-    return [e.PermissionGranted(space_id=state.id, user_id=cmd.user_id, permissions=new)] if new else []
+    return (
+        [e.PermissionGranted(space_id=state.id, user_id=cmd.user_id, permissions=new)]
+        if new
+        else []
+    )
 
 
 # ---------------------------------------------------------------- users
@@ -216,7 +240,9 @@ def evolve_user(state: UserState, env: Envelope) -> UserState:
             profile = ev.model_dump(exclude={"user_id"})
             return UserState(id=ev.user_id, created_at=stamp(env), **profile, **touched)
         case e.UserUpdated() as ev:
-            changes = {k: getattr(ev, k) for k in (*PROFILE, "password_hash") if getattr(ev, k) is not None}
+            changes = {
+                k: getattr(ev, k) for k in (*PROFILE, "password_hash") if getattr(ev, k) is not None
+            }
             return state.model_copy(update={**changes, **touched})
         case e.UserDeleted():
             return state.model_copy(update={"deleted": True, "tokens": {}, **touched})
@@ -247,7 +273,9 @@ def register_user(state: UserState, cmd: c.RegisterUser) -> list[Event]:
 
 def update_user(state: UserState, cmd: c.UpdateUser) -> list[Event]:
     _live_user(state)
-    changes = {k: getattr(cmd, k) for k in PROFILE if getattr(cmd, k) not in (None, getattr(state, k))}
+    changes = {
+        k: getattr(cmd, k) for k in PROFILE if getattr(cmd, k) not in (None, getattr(state, k))
+    }
     if cmd.password_hash:
         changes["password_hash"] = cmd.password_hash
     return [e.UserUpdated(user_id=state.id, **changes)] if changes else []

@@ -1,14 +1,14 @@
 """The gateway's API models: what clients send (`*Create`, `*Update`: unknown fields refused) and
 what they get back (`*Public`), with the field names of the API documents in seeds/ 002 and 003.
 They are separate from events and commands so the wire format can evolve on its own."""
+
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from mlplane.auth import Permission
+from pydantic import BaseModel, ConfigDict, Field
 
 from .commands import UserRole
 

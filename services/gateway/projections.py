@@ -4,6 +4,7 @@ Spaces and users reuse the aggregates' folds (`handlers.evolve_*`), so the list 
 the state a decision is taken on cannot drift apart. Memberships answer "which spaces may this
 caller see" with one query; tokens answer "who holds this token" by its hash.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,8 +31,15 @@ def _types(*classes: type) -> frozenset[str]:
 
 class Spaces(Projection):
     name = SPACES
-    handles = _types(e.SpaceCreated, e.SpaceUpdated, e.SpaceDeleted, e.SpaceRestored,
-                     e.UserInvited, e.InviteAccepted, e.PermissionGranted)
+    handles = _types(
+        e.SpaceCreated,
+        e.SpaceUpdated,
+        e.SpaceDeleted,
+        e.SpaceRestored,
+        e.UserInvited,
+        e.InviteAccepted,
+        e.PermissionGranted,
+    )
 
     def key(self, event: Envelope) -> str:
         return event.data.space_id
@@ -45,8 +53,15 @@ class Users(Projection):
     """Live users; a deleted user is a tombstone, so their tokens stop authenticating."""
 
     name = USERS
-    handles = _types(e.UserRegistered, e.UserUpdated, e.UserDeleted, e.TokenIssued,
-                     e.TokenRevoked, e.UserAppAuthorized, e.UserAppUnauthorized)
+    handles = _types(
+        e.UserRegistered,
+        e.UserUpdated,
+        e.UserDeleted,
+        e.TokenIssued,
+        e.TokenRevoked,
+        e.UserAppAuthorized,
+        e.UserAppUnauthorized,
+    )
 
     def key(self, event: Envelope) -> str:
         return event.data.user_id
@@ -70,10 +85,20 @@ class Memberships(Projection):
     def evolve(self, doc: Doc | None, event: Envelope) -> Doc:
         data = event.data
         if isinstance(data, e.SpaceCreated):
-            return {"space_id": data.space_id, "user_id": data.owner_id, "role": OWNER,
-                    "permissions": [], "created_at": stamp(event)}
-        doc = doc or {"space_id": data.space_id, "user_id": data.user_id, "role": MEMBER,
-                      "permissions": [], "created_at": stamp(event)}
+            return {
+                "space_id": data.space_id,
+                "user_id": data.owner_id,
+                "role": OWNER,
+                "permissions": [],
+                "created_at": stamp(event),
+            }
+        doc = doc or {
+            "space_id": data.space_id,
+            "user_id": data.user_id,
+            "role": MEMBER,
+            "permissions": [],
+            "created_at": stamp(event),
+        }
         return {**doc, "permissions": sorted({*doc["permissions"], *data.permissions})}
 
 
@@ -91,8 +116,14 @@ class Tokens(Projection):
         if isinstance(data, e.TokenRevoked):
             return {**(doc or {}), "revoked": True}
         expires = data.expires_at.isoformat() if data.expires_at else None
-        return {"id": data.token_id, "user_id": data.user_id, "name": data.name,
-                "expires_at": expires, "created_at": stamp(event), "revoked": False}
+        return {
+            "id": data.token_id,
+            "user_id": data.user_id,
+            "name": data.name,
+            "expires_at": expires,
+            "created_at": stamp(event),
+            "revoked": False,
+        }
 
 
 def projections() -> list[Projection]:

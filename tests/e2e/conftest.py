@@ -2,12 +2,12 @@
 
 Tests that share it create their own spaces and users, so none depends on another's data.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-
 from launcher import Platform
 
 

@@ -3,6 +3,7 @@
 The server's output goes to a file, read for the one-time admin token and shown when a start
 fails, so a broken start explains itself instead of timing out silently.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,7 +48,9 @@ class Platform:
         with self.log.open("a") as out:
             self.process = subprocess.Popen(
                 [*MLPLANE, "up", "--port", str(self.port), "--service", self.service],
-                env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         self._wait_ready()
         found = re.search(r"Admin token \(shown once, keep it\): (\S+)", self.log.read_text())
@@ -57,7 +60,9 @@ class Platform:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"mlplane up exited {self.process.returncode}:\n{self.log.read_text()}")
+                raise RuntimeError(
+                    f"mlplane up exited {self.process.returncode}:\n{self.log.read_text()}"
+                )
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
                     return
@@ -95,8 +100,14 @@ class Platform:
         return self.client(self.admin_token)
 
     def cli(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess:
-        env = {**self.env, "MLPLANE_URL": self.url, "MLPLANE_TOKEN": token or self.admin_token or ""}
-        return subprocess.run([*MLPLANE, *args], env=env, capture_output=True, text=True, timeout=60)
+        env = {
+            **self.env,
+            "MLPLANE_URL": self.url,
+            "MLPLANE_TOKEN": token or self.admin_token or "",
+        }
+        return subprocess.run(
+            [*MLPLANE, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
 
 
 def new_space(admin: httpx.Client, name: str) -> str:
@@ -105,13 +116,21 @@ def new_space(admin: httpx.Client, name: str) -> str:
     return response.json()["id"]
 
 
-def join(platform: Platform, admin: httpx.Client, space_id: str, email: str,
-         roles: tuple[str, ...] = ("trainings:get",)) -> httpx.Client:
+def join(
+    platform: Platform,
+    admin: httpx.Client,
+    space_id: str,
+    email: str,
+    roles: tuple[str, ...] = ("trainings:get",),
+) -> httpx.Client:
     """Invite `email` to the space, accept as a new user, and return a client with their token."""
-    invited = admin.post(f"/api/v1/spaces/{space_id}/invite", json={"emails": [email], "roles": list(roles)})
+    invited = admin.post(
+        f"/api/v1/spaces/{space_id}/invite", json={"emails": [email], "roles": list(roles)}
+    )
     assert invited.status_code == 200, invited.text
     with platform.client() as anonymous:
-        accepted = anonymous.post("/api/v1/users/invites/accept",
-                                  json={"token": invited.json()["invites"][0]["token"]})
+        accepted = anonymous.post(
+            "/api/v1/users/invites/accept", json={"token": invited.json()["invites"][0]["token"]}
+        )
     assert accepted.status_code == 200, accepted.text
     return platform.client(accepted.json()["token"])

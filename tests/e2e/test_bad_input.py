@@ -1,12 +1,12 @@
 """Whatever a client sends, the answer is a 4xx problem document that says what was wrong: never
 a 500, never a 200 with an error inside."""
+
 from __future__ import annotations
 
 import time
 
 import httpx
 import pytest
-
 from launcher import Platform, join, new_space
 
 PROBLEM = "application/problem+json"
@@ -50,7 +50,12 @@ def test_a_bad_space_body_names_the_failing_field(admin: httpx.Client, body: dic
 
 
 def test_a_body_that_is_not_json_is_refused(admin: httpx.Client):
-    assert_problem(admin.post("/api/v1/spaces", content=b"{nope", headers={"content-type": "application/json"}), 422)
+    assert_problem(
+        admin.post(
+            "/api/v1/spaces", content=b"{nope", headers={"content-type": "application/json"}
+        ),
+        422,
+    )
 
 
 def test_a_body_that_is_not_an_object_is_refused(admin: httpx.Client):
@@ -79,18 +84,27 @@ def test_an_oversized_body_is_refused_before_parsing(admin: httpx.Client):
 
 def test_an_oversized_streamed_body_is_refused(admin: httpx.Client):
     chunks = (b"x" * 65536 for _ in range(40))  # no Content-Length: sent chunked
-    assert_problem(admin.post("/api/v1/spaces", content=chunks, headers={"content-type": "application/json"}), 413)
+    assert_problem(
+        admin.post("/api/v1/spaces", content=chunks, headers={"content-type": "application/json"}),
+        413,
+    )
 
 
-@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 1000}, {"limit": "ten"}, {"after": "nope"}])
+@pytest.mark.parametrize(
+    "params", [{"limit": 0}, {"limit": 1000}, {"limit": "ten"}, {"after": "nope"}]
+)
 def test_bad_paging_is_refused(admin: httpx.Client, params: dict):
     assert_problem(admin.get("/api/v1/spaces", params=params), 422)
 
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer"}, {"Authorization": "Basic YWRtaW46YWRtaW4="},
-     {"Authorization": "Bearer mlp_not-a-token"}],
+    [
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Basic YWRtaW46YWRtaW4="},
+        {"Authorization": "Bearer mlp_not-a-token"},
+    ],
     ids=["missing", "empty", "basic", "unknown"],
 )
 def test_a_request_without_a_valid_token_is_unauthorized(embedded: Platform, headers: dict):
@@ -124,10 +138,14 @@ def test_tokens_are_listed_without_their_secrets(admin: httpx.Client):
 
 
 def test_an_invite_token_is_single_use(embedded: Platform, admin: httpx.Client, space: str):
-    invited = admin.post(f"/api/v1/spaces/{space}/invite", json={"emails": ["once@example.com"], "roles": []})
+    invited = admin.post(
+        f"/api/v1/spaces/{space}/invite", json={"emails": ["once@example.com"], "roles": []}
+    )
     token = invited.json()["invites"][0]["token"]
     with embedded.client() as anonymous:
-        assert anonymous.post("/api/v1/users/invites/accept", json={"token": token}).status_code == 200
+        assert (
+            anonymous.post("/api/v1/users/invites/accept", json={"token": token}).status_code == 200
+        )
         assert_problem(anonymous.post("/api/v1/users/invites/accept", json={"token": token}), 409)
 
 
@@ -137,10 +155,14 @@ def test_a_forged_invite_token_finds_nothing(embedded: Platform, token: str):
         assert_problem(anonymous.post("/api/v1/users/invites/accept", json={"token": token}), 404)
 
 
-def test_an_existing_user_cannot_be_taken_over_through_an_invite(embedded: Platform, admin: httpx.Client):
+def test_an_existing_user_cannot_be_taken_over_through_an_invite(
+    embedded: Platform, admin: httpx.Client
+):
     first, second = new_space(admin, "first"), new_space(admin, "second")
     join(embedded, admin, first, "gina@example.com").close()
-    invited = admin.post(f"/api/v1/spaces/{second}/invite", json={"emails": ["gina@example.com"], "roles": []})
+    invited = admin.post(
+        f"/api/v1/spaces/{second}/invite", json={"emails": ["gina@example.com"], "roles": []}
+    )
     with embedded.client() as anonymous:
         token = invited.json()["invites"][0]["token"]
         assert_problem(anonymous.post("/api/v1/users/invites/accept", json={"token": token}), 403)
@@ -157,7 +179,10 @@ def test_unknown_routes_and_methods_are_problems(admin: httpx.Client):
 
 
 def test_a_user_of_the_admin_api_is_created_without_echoing_the_password(admin: httpx.Client):
-    created = admin.post("/api/users", json={"name": "ivan", "password": "s3cret-pass", "role": "designer", "tags": "ml"})
+    created = admin.post(
+        "/api/users",
+        json={"name": "ivan", "password": "s3cret-pass", "role": "designer", "tags": "ml"},
+    )
     assert created.status_code == 201, created.text
     assert created.json()["password"] is None and created.json()["status"] == "ok"
     assert_problem(admin.post("/api/users", json={"name": "ivan", "password": "s3cret-pass"}), 409)

@@ -3,6 +3,7 @@ docker-compose runs it: same scenario as embedded, plus its events reaching the 
 
 The stores live under a collection prefix unique to this module, dropped afterwards.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -14,19 +15,23 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
-from pymongo import MongoClient
-
 from launcher import Platform, join, new_space
+from pymongo import MongoClient
 
 pytestmark = [pytest.mark.kafka, pytest.mark.mongo]
 TOPIC = "mlplane.gateway"
 
 
 @pytest.fixture(scope="module")
-def distributed(tmp_path_factory: pytest.TempPathFactory, mongo_url: str, kafka_bootstrap: str) -> Iterator[Platform]:
+def distributed(
+    tmp_path_factory: pytest.TempPathFactory, mongo_url: str, kafka_bootstrap: str
+) -> Iterator[Platform]:
     prefix = f"e2e{int(time.time() * 1000) % 10**9}_"
-    env = {"MLPLANE_EVENT_STORE_URL": mongo_url, "MLPLANE_BUS_URL": f"kafka://{kafka_bootstrap}",
-           "MLPLANE_PREFIX": prefix}
+    env = {
+        "MLPLANE_EVENT_STORE_URL": mongo_url,
+        "MLPLANE_BUS_URL": f"kafka://{kafka_bootstrap}",
+        "MLPLANE_PREFIX": prefix,
+    }
     platform = Platform(Path(tmp_path_factory.mktemp("gateway-home")), env, service="gateway")
     platform.start()
     yield platform
@@ -59,7 +64,9 @@ def test_tenancy_holds_and_survives_a_restart_on_kafka_and_mongodb(distributed: 
         bob.close()
 
 
-async def test_a_space_created_over_http_is_published_on_kafka(distributed: Platform, kafka_bootstrap: str):
+async def test_a_space_created_over_http_is_published_on_kafka(
+    distributed: Platform, kafka_bootstrap: str
+):
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:

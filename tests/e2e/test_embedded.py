@@ -1,4 +1,5 @@
 """The whole platform as one process on embedded stores, driven over HTTP and by the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -39,7 +40,10 @@ def test_an_id_from_another_space_answers_404(embedded: Platform):
                 carol.get(f"/api/v1/spaces/{theirs}/members"),
                 carol.patch(f"/api/v1/spaces/{theirs}", json={"name": "taken"}),
                 carol.delete(f"/api/v1/spaces/{theirs}"),
-                carol.post(f"/api/v1/spaces/{theirs}/invite", json={"emails": ["x@example.com"], "roles": []}),
+                carol.post(
+                    f"/api/v1/spaces/{theirs}/invite",
+                    json={"emails": ["x@example.com"], "roles": []},
+                ),
                 carol.get("/api/v1/spaces", params={"after": theirs}),
             ]
     assert [r.status_code for r in attempts[:5]] == [404] * 5
@@ -61,7 +65,9 @@ def test_a_space_is_updated_deleted_and_restored(embedded: Platform):
         updated = admin.patch(f"/api/v1/spaces/{space}", json={"description": "renamed"}).json()
         assert admin.delete(f"/api/v1/spaces/{space}").json() == {"id": space}
         gone = admin.get(f"/api/v1/spaces/{space}").status_code
-        deleted = [s["id"] for s in admin.get("/api/v1/spaces", params={"deleted": True}).json()["data"]]
+        deleted = [
+            s["id"] for s in admin.get("/api/v1/spaces", params={"deleted": True}).json()["data"]
+        ]
         assert admin.post(f"/api/v1/spaces/{space}/restore").json() == {"id": space}
         back = admin.get(f"/api/v1/spaces/{space}").json()
     assert updated["description"] == "renamed" and updated["updated_at"] > updated["created_at"]
@@ -74,7 +80,9 @@ def test_pages_follow_one_another_without_gaps(embedded: Platform):
         made = {new_space(admin, f"paged-{i}") for i in range(3)}
         seen, after = [], None
         while True:
-            page = admin.get("/api/v1/spaces", params={"limit": 2, **({"after": after} if after else {})}).json()
+            page = admin.get(
+                "/api/v1/spaces", params={"limit": 2, **({"after": after} if after else {})}
+            ).json()
             seen += [s["id"] for s in page["data"]]
             if not page["has_more"]:
                 break
@@ -87,8 +95,10 @@ def test_permissions_are_added_to_a_member(embedded: Platform):
         space = new_space(admin, "grants")
         with join(embedded, admin, space, "erin@example.com") as erin:
             erin_id = erin.get("/api/v1/users/me").json()["id"]
-            granted = admin.post(f"/api/v1/users/{erin_id}/permissions",
-                                 json={"space_id": space, "permissions": ["benchmarks:list"]})
+            granted = admin.post(
+                f"/api/v1/users/{erin_id}/permissions",
+                json={"space_id": space, "permissions": ["benchmarks:list"]},
+            )
             mine = erin.get("/api/v1/users/me").json()["permissions"]
     assert granted.json() == {"permissions": ["benchmarks:list", "trainings:get"]}
     assert mine == ["benchmarks:list", "trainings:get"]
@@ -101,7 +111,11 @@ def test_request_and_correlation_ids_are_echoed_and_recorded(embedded: Platform)
     assert response.headers["x-correlation-id"] == "flow-42" and response.headers["x-request-id"]
     tail = embedded.cli("events", "tail", "--space", space, "--json")
     [event] = [json.loads(line) for line in tail.stdout.splitlines()]
-    assert (event["type"], event["subject"], event["space"]) == ("SpaceCreated", f"space:{space}", space)
+    assert (event["type"], event["subject"], event["space"]) == (
+        "SpaceCreated",
+        f"space:{space}",
+        space,
+    )
     assert event["correlationid"] == "flow-42"
     assert event["causationid"] == response.headers["x-request-id"]
 
@@ -120,17 +134,28 @@ def test_probes_and_metrics_answer(embedded: Platform):
         metrics = anonymous.get("/metrics").text
         openapi = anonymous.get("/openapi.json").json()
     assert 'mlplane_http_requests_total{method="GET",route="/healthz",status="200"}' in metrics
-    assert openapi["paths"]["/api/v1/spaces"]["get"]["summary"] == "List the spaces the caller belongs to."
+    assert (
+        openapi["paths"]["/api/v1/spaces"]["get"]["summary"]
+        == "List the spaces the caller belongs to."
+    )
 
 
 def test_a_user_created_by_an_admin_logs_in_with_their_password(embedded: Platform):
     with embedded.admin() as admin:
-        created = admin.post("/api/users", json={"name": "kim", "password": "kim-password", "role": "designer"})
+        created = admin.post(
+            "/api/users", json={"name": "kim", "password": "kim-password", "role": "designer"}
+        )
     assert created.status_code == 201, created.text
     with embedded.client() as anonymous:
-        wrong = anonymous.post("/api/v1/users/login", json={"name": "kim", "password": "not-her-password"})
-        nobody = anonymous.post("/api/v1/users/login", json={"name": "nobody", "password": "kim-password"})
-        issued = anonymous.post("/api/v1/users/login", json={"name": "kim", "password": "kim-password"})
+        wrong = anonymous.post(
+            "/api/v1/users/login", json={"name": "kim", "password": "not-her-password"}
+        )
+        nobody = anonymous.post(
+            "/api/v1/users/login", json={"name": "nobody", "password": "kim-password"}
+        )
+        issued = anonymous.post(
+            "/api/v1/users/login", json={"name": "kim", "password": "kim-password"}
+        )
     assert (wrong.status_code, nobody.status_code, issued.status_code) == (401, 401, 201)
     with embedded.client(issued.json()["token"]) as kim:
         assert kim.get("/api/v1/users/me").json()["role"] == "designer"
@@ -144,7 +169,9 @@ def test_a_forgotten_user_is_erased_from_the_log_and_cannot_return(embedded: Pla
             assert admin.delete(f"/api/users/{liz_id}", params={"forget": True}).status_code == 200
             assert liz.get("/api/v1/users/me").status_code == 401
         assert admin.get(f"/api/users/{liz_id}").status_code == 404
-        again = admin.post(f"/api/v1/spaces/{space}/invite", json={"emails": ["liz@example.com"], "roles": []})
+        again = admin.post(
+            f"/api/v1/spaces/{space}/invite", json={"emails": ["liz@example.com"], "roles": []}
+        )
     tail = embedded.cli("events", "tail", "--space", space, "--json")
     [invited] = [e for e in map(json.loads, tail.stdout.splitlines()) if e["type"] == "UserInvited"]
     assert invited["data"]["user_id"] == liz_id and invited["data"]["email"] is None

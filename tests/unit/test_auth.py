@@ -1,12 +1,14 @@
 """Space-scoped access: outsiders are told nothing exists, members are told what they lack."""
+
 from __future__ import annotations
 
 import pytest
-
 from mlplane.auth import Membership, Principal, check_password, hash_password, hash_token
 from mlplane.errors import Forbidden, NotFound
 
-MEMBER = Principal("u1", memberships={"s1": Membership("s1", "member", frozenset({"trainings:get"}))})
+MEMBER = Principal(
+    "u1", memberships={"s1": Membership("s1", "member", frozenset({"trainings:get"}))}
+)
 
 
 def test_an_outsider_gets_not_found_not_forbidden():
@@ -23,7 +25,9 @@ def test_a_member_without_the_permission_is_forbidden():
 def test_only_owners_act_as_owners():
     with pytest.raises(Forbidden):
         MEMBER.require("s1", owner=True)
-    Principal("u2", memberships={"s1": Membership("s1", "owner")}).require("s1", "trainings:delete", owner=True)
+    Principal("u2", memberships={"s1": Membership("s1", "owner")}).require(
+        "s1", "trainings:delete", owner=True
+    )
 
 
 def test_administrators_reach_every_space():

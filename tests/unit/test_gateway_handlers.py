@@ -1,26 +1,35 @@
 """The gateway's decisions, pure: a state folded from past events, a command, the events decided."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from mlplane.auth import hash_token
 from mlplane.errors import Conflict, NotFound
 from mlplane.events import Envelope, Event
+
 from services.gateway import commands as c
 from services.gateway import events as e
 from services.gateway.handlers import SPACES, USERS, InviteExpired, decide, user_id_for
 from services.gateway.projections import Memberships, Tokens
 
-NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 OWNER, BOB = "u-owner", user_id_for("bob@example.com")
 
 
 def envelopes(stream: str, events: list[Event], actor: str = OWNER) -> list[Envelope]:
     return [
-        Envelope(id=f"{stream}-{i}", type=ev.type_name, stream_id=stream, data=ev, version=i,
-                 position=i, time=NOW + timedelta(seconds=i), actor=actor)
+        Envelope(
+            id=f"{stream}-{i}",
+            type=ev.type_name,
+            stream_id=stream,
+            data=ev,
+            version=i,
+            position=i,
+            time=NOW + timedelta(seconds=i),
+            actor=actor,
+        )
         for i, ev in enumerate(events, start=1)
     ]
 
@@ -34,16 +43,24 @@ def user(*events: Event):
 
 
 CREATED = e.SpaceCreated(space_id="s1", name="vision", description="cv team", owner_id=OWNER)
-INVITED = e.UserInvited(space_id="s1", invite_id="i1", user_id=BOB, email="bob@example.com",
-                        permissions=["trainings:get"], token_hash=hash_token("secret"),
-                        expires_at=NOW + timedelta(days=7))
+INVITED = e.UserInvited(
+    space_id="s1",
+    invite_id="i1",
+    user_id=BOB,
+    email="bob@example.com",
+    permissions=["trainings:get"],
+    token_hash=hash_token("secret"),
+    expires_at=NOW + timedelta(days=7),
+)
 ACCEPT = c.AcceptInvite(space_id="s1", invite_id="i1", token_hash=hash_token("secret"), now=NOW)
 REGISTERED = e.UserRegistered(user_id=BOB, name="bob@example.com", email="bob@example.com")
 ISSUED = e.TokenIssued(user_id=BOB, token_id="t1", token_hash="h1")
 
 
 def test_creating_a_space_makes_its_creator_its_owner():
-    events = decide(space(), c.CreateSpace(space_id="s1", name="vision", description="cv team", owner_id=OWNER))
+    events = decide(
+        space(), c.CreateSpace(space_id="s1", name="vision", description="cv team", owner_id=OWNER)
+    )
     state = space(*events)
     assert (state.name, state.owner_id, state.created_by) == ("vision", OWNER, OWNER)
     assert state.members == {OWNER: []}
@@ -51,7 +68,9 @@ def test_creating_a_space_makes_its_creator_its_owner():
 
 def test_a_space_id_is_taken_once():
     with pytest.raises(Conflict):
-        decide(space(CREATED), c.CreateSpace(space_id="s1", name="x", description="", owner_id=OWNER))
+        decide(
+            space(CREATED), c.CreateSpace(space_id="s1", name="x", description="", owner_id=OWNER)
+        )
 
 
 def test_an_update_that_changes_nothing_decides_nothing():
@@ -83,18 +102,30 @@ def test_an_unknown_space_cannot_be_restored():
 
 
 def test_an_invite_names_the_user_its_email_will_become():
-    invitation = c.Invitation(invite_id="i1", user_id=user_id_for("Bob@Example.com "),
-                              email="bob@example.com", token_hash="h")
-    [event] = decide(space(CREATED), c.InviteUsers(space_id="s1", invitations=[invitation],
-                                                   permissions=["trainings:get", "trainings:get"],
-                                                   expires_at=NOW))
+    invitation = c.Invitation(
+        invite_id="i1",
+        user_id=user_id_for("Bob@Example.com "),
+        email="bob@example.com",
+        token_hash="h",
+    )
+    [event] = decide(
+        space(CREATED),
+        c.InviteUsers(
+            space_id="s1",
+            invitations=[invitation],
+            permissions=["trainings:get", "trainings:get"],
+            expires_at=NOW,
+        ),
+    )
     assert event.user_id == BOB
     assert event.permissions == ["trainings:get"]
 
 
 def test_accepting_an_invite_makes_the_invitee_a_member_with_its_permissions():
     events = decide(space(CREATED, INVITED), ACCEPT)
-    assert events == [e.InviteAccepted(space_id="s1", invite_id="i1", user_id=BOB, permissions=["trainings:get"])]
+    assert events == [
+        e.InviteAccepted(space_id="s1", invite_id="i1", user_id=BOB, permissions=["trainings:get"])
+    ]
     assert space(CREATED, INVITED, *events).members[BOB] == ["trainings:get"]
 
 
@@ -111,7 +142,9 @@ def test_an_expired_invite_is_refused():
 
 def test_an_invite_with_the_wrong_secret_does_not_exist():
     with pytest.raises(NotFound):
-        decide(space(CREATED, INVITED), ACCEPT.model_copy(update={"token_hash": hash_token("guess")}))
+        decide(
+            space(CREATED, INVITED), ACCEPT.model_copy(update={"token_hash": hash_token("guess")})
+        )
 
 
 def test_an_invite_to_a_deleted_space_cannot_be_accepted():
@@ -121,13 +154,20 @@ def test_an_invite_to_a_deleted_space_cannot_be_accepted():
 
 def test_permissions_are_granted_to_members_only():
     with pytest.raises(NotFound):
-        decide(space(CREATED), c.GrantPermissions(space_id="s1", user_id=BOB, permissions=["trainings:get"]))
+        decide(
+            space(CREATED),
+            c.GrantPermissions(space_id="s1", user_id=BOB, permissions=["trainings:get"]),
+        )
 
 
 def test_granting_permissions_already_held_decides_nothing():
     member = space(CREATED, INVITED, *decide(space(CREATED, INVITED), ACCEPT))
-    grant = c.GrantPermissions(space_id="s1", user_id=BOB, permissions=["trainings:get", "benchmarks:list"])
-    assert decide(member, grant) == [e.PermissionGranted(space_id="s1", user_id=BOB, permissions=["benchmarks:list"])]
+    grant = c.GrantPermissions(
+        space_id="s1", user_id=BOB, permissions=["trainings:get", "benchmarks:list"]
+    )
+    assert decide(member, grant) == [
+        e.PermissionGranted(space_id="s1", user_id=BOB, permissions=["benchmarks:list"])
+    ]
     assert decide(member, grant.model_copy(update={"permissions": ["trainings:get"]})) == []
 
 
@@ -144,8 +184,10 @@ def test_user_ids_ignore_case_and_surrounding_space():
 
 def test_a_deleted_user_cannot_get_tokens():
     with pytest.raises(NotFound):
-        decide(user(REGISTERED, e.UserDeleted(user_id=BOB)),
-               c.IssueToken(user_id=BOB, token_id="t2", token_hash="h2"))
+        decide(
+            user(REGISTERED, e.UserDeleted(user_id=BOB)),
+            c.IssueToken(user_id=BOB, token_id="t2", token_hash="h2"),
+        )
 
 
 def test_revoking_names_the_token_hash_and_happens_once():
@@ -166,11 +208,18 @@ def test_only_changed_profile_fields_are_recorded():
 
 
 def test_the_memberships_projection_folds_owner_and_invitee():
-    projection, envs = Memberships(), envelopes("space:s1", [CREATED, INVITED, *decide(space(CREATED, INVITED), ACCEPT)])
+    projection, envs = (
+        Memberships(),
+        envelopes("space:s1", [CREATED, INVITED, *decide(space(CREATED, INVITED), ACCEPT)]),
+    )
     owner = projection.evolve(None, envs[0])
     bob = projection.evolve(None, envs[2])
     assert (projection.key(envs[0]), owner["role"]) == (f"s1:{OWNER}", "owner")
-    assert (projection.key(envs[2]), bob["role"], bob["permissions"]) == (f"s1:{BOB}", "member", ["trainings:get"])
+    assert (projection.key(envs[2]), bob["role"], bob["permissions"]) == (
+        f"s1:{BOB}",
+        "member",
+        ["trainings:get"],
+    )
 
 
 def test_the_tokens_projection_marks_a_revoked_token():

@@ -1,12 +1,16 @@
 """The `mlplane` command: run the platform, talk to it, and operate its stores."""
+
 from __future__ import annotations
 
 import typer
 
 from . import client, ops, server
 
-app = typer.Typer(help="mlplane: an event-sourced control plane for the ML lifecycle.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="mlplane: an event-sourced control plane for the ML lifecycle.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 app.command()(server.up)
 app.command()(server.openapi)
 app.add_typer(client.spaces, name="spaces")

@@ -1,4 +1,6 @@
-"""Commands that talk HTTP to a running server (`--url`, `--token` or MLPLANE_URL, MLPLANE_TOKEN)."""
+"""Commands that talk HTTP to a running server (`--url` and `--token`, or MLPLANE_URL and
+MLPLANE_TOKEN)."""
+
 from __future__ import annotations
 
 import json
@@ -20,21 +22,28 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print the JSON answer")]
 def call(method: str, url: str, token: str, path: str, **kwargs: Any) -> Any:
     """One request; a problem answer is printed and exits 1."""
     try:
-        response = httpx.request(method, url.rstrip("/") + path, timeout=30,
-                                 headers={"Authorization": f"Bearer {token}"}, **kwargs)
+        response = httpx.request(
+            method,
+            url.rstrip("/") + path,
+            timeout=30,
+            headers={"Authorization": f"Bearer {token}"},
+            **kwargs,
+        )
     except httpx.HTTPError as exc:
         console.print(f"[red]cannot reach {url}: {exc}[/]")
         raise typer.Exit(1) from exc
     if response.is_error:
         body = response.json() if response.headers.get("content-type", "").endswith("json") else {}
-        console.print(f"[red]{response.status_code} {body.get('title', '')}: {body.get('detail', response.text)}[/]")
+        detail = body.get("detail", response.text)
+        console.print(f"[red]{response.status_code} {body.get('title', '')}: {detail}[/]")
         raise typer.Exit(1)
     return response.json()
 
 
 @spaces.command("list")
-def list_spaces(url: Url = "http://127.0.0.1:8000", token: Token = "", limit: int = 100,
-                as_json: AsJson = False) -> None:
+def list_spaces(
+    url: Url = "http://127.0.0.1:8000", token: Token = "", limit: int = 100, as_json: AsJson = False
+) -> None:
     """List the spaces you belong to."""
     page = call("GET", url, token, "/api/v1/spaces", params={"limit": limit})
     if as_json:
@@ -49,8 +58,15 @@ def list_spaces(url: Url = "http://127.0.0.1:8000", token: Token = "", limit: in
 
 
 @spaces.command("create")
-def create_space(name: str, description: str = "", url: Url = "http://127.0.0.1:8000",
-                 token: Token = "", as_json: AsJson = False) -> None:
+def create_space(
+    name: str,
+    description: str = "",
+    url: Url = "http://127.0.0.1:8000",
+    token: Token = "",
+    as_json: AsJson = False,
+) -> None:
     """Create a space; prints its id."""
-    space = call("POST", url, token, "/api/v1/spaces", json={"name": name, "description": description})
+    space = call(
+        "POST", url, token, "/api/v1/spaces", json={"name": name, "description": description}
+    )
     print(json.dumps(space, indent=2) if as_json else space["id"])

@@ -1,18 +1,19 @@
 """Commands that work directly on the configured stores (MLPLANE_* settings), no server needed."""
+
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
 
-from ..eventlog import Context
 from ..errors import UnknownEventType
+from ..eventlog import Context
 from ..events import Envelope, StoredEvent
 from ..kernel import Kernel
 from ..service import load, register_all_events
@@ -49,7 +50,9 @@ def run(work: Callable[[Kernel], Awaitable[T]]) -> T:
 
 @admin.command("token")
 def admin_token(
-    ttl: Annotated[int | None, typer.Option(help="Seconds until it expires (default: never)")] = None,
+    ttl: Annotated[
+        int | None, typer.Option(help="Seconds until it expires (default: never)")
+    ] = None,
     name: str = "cli",
 ) -> None:
     """Issue a new administrator token (printed alone on stdout)."""
@@ -58,8 +61,9 @@ def admin_token(
     async def work(kernel: Kernel) -> str:
         await ensure_admin(kernel, with_token=False)
         ctx = Context(actor="cli", source="mlplane/cli")
-        secret, _ = await issue_token(kernel, ADMIN_ID, ctx, name=name,
-                                      ttl=timedelta(seconds=ttl) if ttl else None)
+        secret, _ = await issue_token(
+            kernel, ADMIN_ID, ctx, name=name, ttl=timedelta(seconds=ttl) if ttl else None
+        )
         return secret
 
     print(run(work))
@@ -67,7 +71,9 @@ def admin_token(
 
 def _projection(kernel: Kernel, name: str):
     if name not in kernel.projections:
-        console.print(f"[red]no projection {name!r}; known: {', '.join(sorted(kernel.projections))}[/]")
+        console.print(
+            f"[red]no projection {name!r}; known: {', '.join(sorted(kernel.projections))}[/]"
+        )
         raise typer.Exit(2)
     return kernel.projections[name]
 
@@ -100,7 +106,11 @@ def verify(name: str) -> None:
         return await verify_projection(_projection(kernel, name), kernel.log, kernel.docs)
 
     diff = run(work)
-    for label, keys in (("missing", diff.missing), ("extra", diff.extra), ("changed", diff.changed)):
+    for label, keys in (
+        ("missing", diff.missing),
+        ("extra", diff.extra),
+        ("changed", diff.changed),
+    ):
         for key in keys:
             print(f"{label}\t{key}")
     if not diff.empty:
@@ -123,8 +133,12 @@ def export_schemas(out: str = "schemas/events") -> None:
 @events.command("tail")
 def tail(
     space: Annotated[str | None, typer.Option(help="Only events of this space")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One CloudEvents JSON object per line")] = False,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep waiting for new events")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One CloudEvents JSON object per line")
+    ] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep waiting for new events")
+    ] = False,
     start: Annotated[int, typer.Option("--from", help="First global position")] = 1,
 ) -> None:
     """Print the event log in order, as readable lines or CloudEvents JSON."""
@@ -154,15 +168,28 @@ async def _render(kernel: Kernel, row: StoredEvent, as_json: bool) -> str:
         env = await kernel.log.decode(row)
     except UnknownEventType:
         if as_json:
-            return json.dumps({"id": row.id, "type": row.type, "subject": row.stream_id,
-                               "position": str(row.position), "data": row.data})
-        return f"{row.position:>6} {row.time:%Y-%m-%d %H:%M:%S} {row.type:<20} {row.stream_id} (unknown type)"
+            return json.dumps(
+                {
+                    "id": row.id,
+                    "type": row.type,
+                    "subject": row.stream_id,
+                    "position": str(row.position),
+                    "data": row.data,
+                }
+            )
+        return f"{_head(row.position, row.time, row.type, row.stream_id)} (unknown type)"
     return _cloudevent(env) if as_json else _line(env)
 
 
 def _line(env: Envelope) -> str:
     data = json.dumps(env.data.model_dump(mode="json"), separators=(",", ":"))
-    return f"{env.position:>6} {env.time:%Y-%m-%d %H:%M:%S} {env.type:<20} {env.stream_id} actor={env.actor or '-'} {data}"
+    return (
+        f"{_head(env.position, env.time, env.type, env.stream_id)} actor={env.actor or '-'} {data}"
+    )
+
+
+def _head(position: int, time: datetime, type_: str, subject: str) -> str:
+    return f"{position:>6} {time:%Y-%m-%d %H:%M:%S} {type_:<20} {subject}"
 
 
 def _cloudevent(env: Envelope) -> str:

@@ -1,4 +1,5 @@
 """`mlplane up` and `mlplane openapi`."""
+
 from __future__ import annotations
 
 import asyncio
@@ -16,9 +17,13 @@ console = Console(highlight=False, soft_wrap=True)
 
 
 def up(
-    host: Annotated[str | None, typer.Option(help="Interface to listen on [env MLPLANE_HOST]")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to listen on [env MLPLANE_HOST]")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on [env MLPLANE_PORT]")] = None,
-    service: Annotated[str | None, typer.Option(help="'all' or comma-separated service names")] = None,
+    service: Annotated[
+        str | None, typer.Option(help="'all' or comma-separated service names")
+    ] = None,
 ) -> None:
     """Run the platform: with no configuration, every service in this process on embedded stores."""
     import uvicorn
@@ -29,8 +34,13 @@ def up(
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     token = asyncio.run(_bootstrap_admin(settings))
     _banner(settings, token)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level="info", timeout_graceful_shutdown=10)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_graceful_shutdown=10,
+    )
 
 
 async def _bootstrap_admin(settings: Settings) -> str | None:
