@@ -47,10 +47,10 @@ class Backend:
         self._opened.append(store)
         return store
 
-    def event_store(self, *, gap_timeout: float = 5.0) -> EventStore:
+    def event_store(self) -> EventStore:
         if self.name == "sqlite":
             return self._keep(SQLiteEventStore(str(self.path)))
-        return self._keep(MongoEventStore(self.db, self.prefix, gap_timeout=gap_timeout))
+        return self._keep(MongoEventStore(self.db, self.prefix))
 
     def read_models(self) -> ReadModelStore:
         if self.name == "sqlite":
@@ -62,8 +62,8 @@ class Backend:
             return self._keep(SQLiteKeyStore(str(self.path)))
         return self._keep(MongoKeyStore(self.db, self.prefix))
 
-    def event_log(self, registry: EventRegistry, **store_options: Any) -> EventLog:
-        return EventLog(self.event_store(**store_options), registry, self.key_store())
+    def event_log(self, registry: EventRegistry) -> EventLog:
+        return EventLog(self.event_store(), registry, self.key_store())
 
     async def raw_events(self) -> str:
         """Everything the event store holds, serialised as stored (for leak checks)."""

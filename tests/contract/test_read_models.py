@@ -250,3 +250,12 @@ async def test_drop_deletes_a_collection_and_its_checkpoint(read_models: ReadMod
     assert await read_models.get_checkpoint("c") == 0
     assert "c" not in await read_models.collections()
     assert await read_models.get("d", "a") is not None
+
+
+async def test_documents_with_dots_and_dollars_in_their_keys_round_trip(read_models: ReadModelStore):
+    labels = {"app.kubernetes.io/name": "triton", "$ref": "x", "plain": {"a.b": [{"c.d": 1}]}}
+    await read_models.put_many("c", [W("a", 1, labels=labels, status="ok")])
+    assert (await read_models.get("c", "a"))["labels"] == labels
+    page = await read_models.query("c", {"status": "ok"})
+    assert page.data[0]["labels"] == labels
+    assert (await read_models.all_docs("c"))["a"]["labels"] == labels

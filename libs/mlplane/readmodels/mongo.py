@@ -12,6 +12,10 @@ then a write, so two concurrent writers of one document can lose the later posit
 store therefore serialises its own writes per collection (and per checkpoint), which covers
 every writer in one process (a live runner and a rebuild catching up). Across processes on
 FerretDB, run one projection runner per read model.
+
+Keys holding `.` or `$` (Kubernetes labels, parameter names) are refused by MongoDB-wire
+servers; they are stored with those characters swapped for their full-width forms and read
+back as written.
 """
 from __future__ import annotations
 
@@ -41,8 +45,21 @@ from .base import (
 DUPLICATE_KEY = 11000
 
 
+ESCAPES = str.maketrans({".": "\uff0e", "$": "\uff04"})
+UNESCAPES = str.maketrans({"\uff0e": ".", "\uff04": "$"})
+
+
+def _keys(value: Any, table: dict[int, str]) -> Any:
+    """`value` with its (nested) keys translated by `table`."""
+    if isinstance(value, dict):
+        return {k.translate(table): _keys(v, table) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_keys(v, table) for v in value]
+    return value
+
+
 def _public(doc: dict[str, Any]) -> Doc:
-    doc = dict(doc)
+    doc = _keys(doc, UNESCAPES)
     doc["_key"] = doc.pop("_id")
     doc.pop("_deleted", None)
     return doc
@@ -75,7 +92,8 @@ def _after(field: str, descending: bool, value: Any, key: str) -> dict[str, Any]
 
 
 def _body(w: Write) -> dict[str, Any]:
-    body = {k: v for k, v in (w.doc or {}).items() if k not in ("_key", "_pos", "_id")}
+    doc = {k: v for k, v in (w.doc or {}).items() if k not in ("_key", "_pos", "_id")}
+    body = _keys(doc, ESCAPES)
     body.update(_pos=w.position, _deleted=w.doc is None)
     return body
 
