@@ -1,8 +1,8 @@
 """Bearer-token authentication against the gateway's read models, and the first administrator.
 
-A token is looked up by its SHA-256 hash. One that is unknown may simply be newer than the
-projection (issued a moment ago by another process), so the token projections are brought level
-once before the token is refused.
+A token is looked up by its SHA-256 hash. A token or user that is unknown may simply be newer than
+its projection (issued a moment ago by another process), so that projection is brought level once
+before the token is refused.
 """
 
 from __future__ import annotations
@@ -35,17 +35,13 @@ class TokenAuthenticator:
             return Principal(
                 user_id=ADMIN_ID, admin=True, memberships=await memberships(self.kernel, ADMIN_ID)
             )
-        docs, digest = self.kernel.docs, hash_token(token)
-        record = await docs.get(TOKENS, digest)
-        if record is None:
-            await self.kernel.catch_up(TOKENS, USER_DOCS)
-            record = await docs.get(TOKENS, digest)
+        record = await self._fresh(TOKENS, hash_token(token))
         if record is None or record.get("revoked"):
             raise Unauthorized("the token is unknown or revoked")
         expires = record.get("expires_at")
         if expires and datetime.fromisoformat(expires) <= datetime.now(UTC):
             raise Unauthorized("the token has expired")
-        user = await docs.get(USER_DOCS, record["user_id"])
+        user = await self._fresh(USER_DOCS, record["user_id"])
         if user is None:
             raise Unauthorized("the token's user no longer exists")
         return Principal(
@@ -54,6 +50,19 @@ class TokenAuthenticator:
             memberships=await memberships(kernel=self.kernel, user_id=user["id"]),
             token_id=record["id"],
         )
+
+
+    async def _fresh(self, collection: str, key: str) -> dict | None:
+        """A document, or None once its projection has caught up with the log and still lacks it.
+
+        Each projection follows the log on its own, so a token may already be known while its
+        user is not yet (at start-up, or when another process issued it a moment ago).
+        """
+        doc = await self.kernel.docs.get(collection, key)
+        if doc is None:
+            await self.kernel.catch_up(collection)
+            doc = await self.kernel.docs.get(collection, key)
+        return doc
 
 
 async def memberships(kernel: Kernel, user_id: str) -> dict[str, Membership]:

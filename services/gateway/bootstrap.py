@@ -27,7 +27,8 @@ KernelFactory = Callable[[Settings], Kernel]
 
 def _routers():
     from .admin_api import admin
-    from .api import spaces, users
+    from .api import spaces
+    from .users_api import users
 
     return [spaces, users, admin]
 

@@ -1,0 +1,194 @@
+"""Routes of seed 003's `users` tag under /api/v1/users: the caller's profile, invites, logins
+and API tokens. Token secrets appear in exactly one answer, the one that issues them."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from functools import cache
+
+from fastapi import APIRouter, Request, status
+from mlplane import aggregates
+from mlplane.auth import check_password, hash_password, hash_token
+from mlplane.deps import ContextDep, KernelDep, OptionalPrincipalDep, PrincipalDep, request_context
+from mlplane.errors import Forbidden, NotFound, Unauthorized
+from mlplane.http import PROBLEM_RESPONSES, ListPage
+from mlplane.kernel import Kernel
+
+from . import commands as c
+from . import models as m
+from .api import INVITE_PREFIX, visible_space, write_space, write_user
+from .auth import issue_token
+from .handlers import SPACES, USERS, UserState, decide, user_id_for
+from .projections import READ_MODELS
+from .projections import SPACES as SPACE_DOCS
+from .projections import USERS as USER_DOCS
+
+users = APIRouter(prefix="/api/v1/users", tags=["users"], responses=PROBLEM_RESPONSES)
+
+
+@cache
+def dummy_password() -> str:
+    """Checked when the user is unknown, so the answer takes as long as for a wrong password."""
+    return hash_password("no user has this password")
+
+
+def public_user(state: UserState | dict, model: type[m.Output] = m.UserPublic):
+    return model.model_validate(state.to_doc() if isinstance(state, UserState) else state)
+
+
+async def user_doc(kernel: Kernel, user_id: str) -> dict:
+    doc = await kernel.docs.get(USER_DOCS, user_id)
+    if doc is None:
+        raise NotFound("user not found")
+    return doc
+
+
+@users.get("/me")
+async def get_me(kernel: KernelDep, principal: PrincipalDep) -> m.UserMe:
+    """Get the calling user, with their spaces and permissions."""
+    doc = await user_doc(kernel, principal.user_id)
+    found = await kernel.docs.get_many(SPACE_DOCS, principal.space_ids())
+    spaces_ = [
+        m.SpaceMembership(
+            id=sid, name=found[sid]["name"], role=ms.role, permissions=sorted(ms.permissions)
+        )
+        for sid, ms in principal.memberships.items()
+        if sid in found and not found[sid]["deleted"]
+    ]
+    granted = sorted({p for s in spaces_ for p in s.permissions})
+    return m.UserMe(**public_user(doc).model_dump(), permissions=granted, spaces=spaces_)
+
+
+@users.patch("/me")
+async def update_me(
+    body: m.UserUpdate, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep
+) -> m.UserPublic:
+    """Update the calling user's name or role."""
+    await user_doc(kernel, principal.user_id)
+    state = await write_user(
+        kernel, c.UpdateUser(user_id=principal.user_id, **body.model_dump()), ctx
+    )
+    return public_user(state)
+
+
+@users.post("/{user_id}/permissions")
+async def grant_permissions(
+    user_id: str,
+    body: m.PermissionsGrant,
+    kernel: KernelDep,
+    principal: PrincipalDep,
+    ctx: ContextDep,
+) -> m.PermissionsPublic:
+    """Add permissions to a member of a space (the space's owners)."""
+    await visible_space(kernel, principal, body.space_id, owner=True)
+    command = c.GrantPermissions(
+        space_id=body.space_id, user_id=user_id, permissions=list(body.permissions)
+    )
+    state = await write_space(kernel, command, ctx)
+    return m.PermissionsPublic(permissions=state.members[user_id])
+
+
+@users.post("/invites/accept")
+async def accept_invite(
+    body: m.InviteAccept, request: Request, kernel: KernelDep, caller: OptionalPrincipalDep
+) -> m.InviteAccepted:
+    """Accept an invite; a new user gets their first API token in the answer."""
+    space_id, invite_id = parse_invite(body.token)
+    space, _ = await aggregates.load(kernel.log, SPACES, space_id)
+    accept = c.AcceptInvite(
+        space_id=space_id,
+        invite_id=invite_id,
+        token_hash=hash_token(body.token),
+        now=datetime.now(UTC),
+    )
+    decide(space, accept)  # refuse a wrong, used or expired invite before anything is written
+    invite = space.invites[invite_id]
+    ctx = request_context(request, actor=invite.user_id)
+    user, _ = await aggregates.load(kernel.log, USERS, invite.user_id)
+    if user.live and (caller is None or caller.user_id != user.id):
+        raise Forbidden("this invite is for an existing user: accept it with their token")
+    created = not user.live
+    if created:
+        register = c.RegisterUser(
+            user_id=invite.user_id, name=invite.email or invite.user_id, email=invite.email
+        )
+        user = (
+            await aggregates.execute(kernel.log, USERS, invite.user_id, decide, register, ctx)
+        ).state
+    state = await write_space(kernel, accept, ctx)
+    secret = None
+    if created:
+        secret, _ = await issue_token(kernel, user.id, ctx, name="invite")
+        await kernel.catch_up(*READ_MODELS)
+    return m.InviteAccepted(
+        space_id=space_id, user=public_user(user), permissions=state.members[user.id], token=secret
+    )
+
+
+def parse_invite(token: str) -> tuple[str, str]:
+    parts = token.removeprefix(INVITE_PREFIX).split(".")
+    if not token.startswith(INVITE_PREFIX) or len(parts) != 3:
+        raise NotFound("no such invite")
+    return parts[0], parts[1]
+
+
+@users.post("/login", status_code=status.HTTP_201_CREATED)
+async def login(body: m.Login, request: Request, kernel: KernelDep) -> m.TokenIssuedPublic:
+    """Exchange a user's name and password (set through /api/users) for an API token."""
+    user, _ = await aggregates.load(kernel.log, USERS, user_id_for(body.name))
+    stored = user.password_hash if user.live else None
+    matched = await asyncio.to_thread(check_password, body.password, stored or dummy_password())
+    if not (stored and matched):
+        raise Unauthorized("wrong name or password")
+    ctx = request_context(request, actor=user.id)
+    ttl = timedelta(seconds=body.ttl_seconds) if body.ttl_seconds else None
+    secret, command = await issue_token(kernel, user.id, ctx, name="login", ttl=ttl)
+    await kernel.catch_up(*READ_MODELS)
+    doc = await user_doc(kernel, user.id)
+    return m.TokenIssuedPublic(
+        **public_token(doc["tokens"][command.token_id]).model_dump(), token=secret
+    )
+
+
+@users.get("/me/tokens")
+async def list_tokens(kernel: KernelDep, principal: PrincipalDep) -> ListPage[m.TokenPublic]:
+    """List the calling user's API tokens (never their secrets)."""
+    doc = await user_doc(kernel, principal.user_id)
+    tokens = [public_token(t) for t in doc["tokens"].values()]
+    return ListPage[m.TokenPublic](count=len(tokens), data=tokens, has_more=False)
+
+
+@users.post("/me/tokens", status_code=status.HTTP_201_CREATED)
+async def create_token(
+    body: m.TokenCreate, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep
+) -> m.TokenIssuedPublic:
+    """Issue an API token for the calling user; the secret is shown once."""
+    ttl = timedelta(seconds=body.ttl_seconds) if body.ttl_seconds else None
+    secret, command = await issue_token(kernel, principal.user_id, ctx, name=body.name, ttl=ttl)
+    await kernel.catch_up(*READ_MODELS)
+    doc = await user_doc(kernel, principal.user_id)
+    return m.TokenIssuedPublic(
+        **public_token(doc["tokens"][command.token_id]).model_dump(), token=secret
+    )
+
+
+@users.delete("/me/tokens/{token_id}")
+async def revoke_token(
+    token_id: str, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep
+) -> m.TokenPublic:
+    """Revoke one of the calling user's API tokens."""
+    state = await write_user(
+        kernel, c.RevokeToken(user_id=principal.user_id, token_id=token_id), ctx
+    )
+    return public_token(state.tokens[token_id].to_doc())
+
+
+def public_token(doc: dict) -> m.TokenPublic:
+    return m.TokenPublic(
+        id=doc["token_id"],
+        name=doc["name"],
+        created_at=doc["created_at"],
+        expires_at=doc["expires_at"],
+        revoked=doc["revoked"],
+    )
