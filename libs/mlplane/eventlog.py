@@ -145,4 +145,14 @@ class EventLog:
         return replace(row, data=data)
 
     async def decode(self, row: StoredEvent) -> Envelope:
-        return self.registry.decode(await self.open(row))
+        """The typed envelope of a stored event, upcast to the current version, in clear.
+
+        Personal fields are opened before upcasting (so an upcaster sees values) and once more
+        after it (a personal field an upcaster renamed still arrives sealed).
+        """
+        row = await self.open(row)
+        current = self.registry.model(row.type).type_version
+        if row.type_version < current:
+            data = self.registry.upcast(row.type, row.type_version, row.data)
+            row = await self.open(replace(row, data=data, type_version=current))
+        return self.registry.decode(row)

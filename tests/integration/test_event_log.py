@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from backends import Backend, backend  # noqa: F401
+from mlplane import keystore as ks
 from mlplane.eventlog import Context, EventLog
 from mlplane.events import Envelope, Event, EventRegistry, StoredEvent
 from mlplane.eventstore import NO_STREAM
@@ -39,6 +40,18 @@ class BudgetSet(Event):
 def budget_v1_to_v2(data: dict) -> dict:
     """v1 kept cents in `cents` and had no currency."""
     return {"amount": data["cents"] // 100, "currency": "EUR"}
+
+
+@registry.register("ContactAdded", topic="team", version=2, personal=("email",), subject_field="user")
+class ContactAdded(Event):
+    user: str
+    email: str | None = None
+
+
+@registry.upcaster("ContactAdded", 1)
+def contact_v1_to_v2(data: dict) -> dict:
+    """v1 called the personal field `mail`."""
+    return {"user": data["user"], "email": data.get("mail")}
 
 
 def evolve(state: dict, env: Envelope) -> dict:
@@ -149,3 +162,12 @@ async def test_personal_data_cannot_be_written_for_a_forgotten_subject(log: Even
         await join(log, "ann", NO_STREAM)
     await log.append("team:1", [MemberJoined(user="ann", role="viewer")], NO_STREAM)
     assert [env.data.role for env in await log.read_all()] == ["viewer"]
+
+
+async def test_a_personal_field_renamed_by_an_upcaster_is_still_decrypted_and_forgotten(log: EventLog):
+    sealed = ks.encrypt(await log.keys.create("ann"), "ann", "ann@example.com")
+    old = StoredEvent(id="c1", stream_id="team:1", type="ContactAdded", data={"user": "ann", "mail": sealed}, type_version=1)
+    await log.store.append("team:1", [old], NO_STREAM)
+    assert [env.data for env in await log.read_stream("team:1")] == [ContactAdded(user="ann", email="ann@example.com")]
+    await log.forget("ann")
+    assert [env.data for env in await log.read_stream("team:1")] == [ContactAdded(user="ann", email=None)]
