@@ -49,7 +49,8 @@ def list_spaces(
     if as_json:
         print(json.dumps(page, indent=2))
         return
-    table = Table("name", "description", "created_at")
+    table = Table("name", "description")
+    table.add_column("created_at", no_wrap=True, min_width=19)
     table.add_column("id", no_wrap=True, min_width=32)
     for space in page["data"]:
         table.add_row(space["name"], space["description"], space["created_at"][:19], space["id"])
