@@ -68,9 +68,11 @@ class Backend:
     async def raw_events(self) -> str:
         """Everything the event store holds, serialised as stored (for leak checks)."""
         if self.name == "sqlite":
-            with sqlite3.connect(self.path) as conn:
-                rows = conn.execute("SELECT * FROM events").fetchall()
-            return json.dumps(rows)
+            conn = sqlite3.connect(self.path)
+            try:
+                return json.dumps(conn.execute("SELECT * FROM events").fetchall())
+            finally:
+                conn.close()
         commits = [c async for c in self.db[f"{self.prefix}events"].find({})]
         return json.dumps(commits, default=str)
 
