@@ -1,0 +1,123 @@
+"""The outbox relay publishes every appended event at least once, whatever kills the process.
+
+Real processes on real servers: the event store is SQLite or MongoDB (FerretDB), the bus is
+Kafka. A process is SIGKILLed after appending and before relaying, or right after the relay
+published a batch and before it recorded its checkpoint; a fresh relay publishes everything.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from backbone_proc import Proc, append_counters, open_log, read_topic
+from mlplane import adapters
+
+pytestmark = pytest.mark.kafka
+
+STORES = ["sqlite", pytest.param("mongo", marks=pytest.mark.mongo)]
+
+
+@pytest.fixture(params=STORES)
+async def events_url(request, unique, tmp_path):
+    """The event store URL of this test (its own SQLite file or its own Mongo collections)."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("sqlite_url")
+        return
+    url = request.getfixturevalue("mongo_url")
+    yield url
+    db = adapters.mongo_database(url)
+    for name in await db.list_collection_names():
+        if name.startswith(unique):
+            await db.drop_collection(name)
+    db.client.close()
+
+
+def count_for(url: str) -> int:
+    return 300 if url.startswith("sqlite") else 120
+
+
+async def stored_ids(url: str, prefix: str, topic: str) -> list[str]:
+    log = open_log(url, prefix, topic)
+    try:
+        return [row.id for row in await log.store.read_all(1, 100_000)]
+    finally:
+        await log.store.close()
+
+
+def relay(url: str, prefix: str, topic: str, bootstrap: str, tmp_path, *extra: str) -> Proc:
+    return Proc("relay", "--events", url, "--prefix", prefix, "--topic", topic,
+                "--bus", f"kafka://{bootstrap}", "--batch-size", "50", *extra,
+                log_path=str(tmp_path / "relay.log"))
+
+
+async def test_events_appended_by_a_process_killed_before_relaying_are_published_after_restart(
+    events_url, unique, kafka_bootstrap, tmp_path
+):
+    topic = f"mlplane.{unique}counters"
+    count = count_for(events_url)
+    writer = await Proc("append", "--events", events_url, "--prefix", unique, "--topic", topic,
+                        "--count", str(count), "--streams", "7",
+                        log_path=str(tmp_path / "append.log")).start()
+    await writer.wait_for("appended")
+    await writer.kill()
+    appended = await stored_ids(events_url, unique, topic)
+    assert len(appended) == count
+
+    restarted = await relay(events_url, unique, topic, kafka_bootstrap, tmp_path).start()
+    await restarted.wait_for("relayed")
+    assert await restarted.exit_code() == 0
+
+    published = await read_topic(kafka_bootstrap, topic)
+    assert sorted(eid for eid, _ in published) == sorted(appended)
+
+
+async def test_a_relay_killed_after_publishing_and_before_its_checkpoint_republishes(
+    events_url, unique, kafka_bootstrap, tmp_path
+):
+    topic = f"mlplane.{unique}counters"
+    count = count_for(events_url)
+    writer = await Proc("append", "--events", events_url, "--prefix", unique, "--topic", topic,
+                        "--count", str(count), "--streams", "7",
+                        log_path=str(tmp_path / "append.log")).start()
+    await writer.wait_for("appended")
+    await writer.kill()
+    appended = await stored_ids(events_url, unique, topic)
+
+    dying = await relay(events_url, unique, topic, kafka_bootstrap, tmp_path,
+                        "--die-after-publishes", "2").start()
+    await dying.wait_for("dying after publish")
+    assert await dying.exit_code() == -9
+    restarted = await relay(events_url, unique, topic, kafka_bootstrap, tmp_path).start()
+    await restarted.wait_for("relayed")
+    assert await restarted.exit_code() == 0
+
+    published = Counter(eid for eid, _ in await read_topic(kafka_bootstrap, topic))
+    assert set(published) == set(appended)  # nothing lost
+    assert max(published.values()) == 2  # the unrecorded batch went out again, once more
+    repeated = [eid for eid in appended if published[eid] == 2]
+    assert repeated == appended[50:100]  # the second batch; the first was checkpointed
+
+
+async def test_relayed_events_keep_their_stream_order_on_kafka(
+    events_url, unique, kafka_bootstrap, tmp_path
+):
+    topic = f"mlplane.{unique}counters"
+    count = count_for(events_url)
+    log = open_log(events_url, unique, topic)
+    try:
+        await append_counters(log, count, streams=7)
+        expected: dict[str, list[str]] = {}
+        for row in await log.store.read_all(1, 100_000):
+            expected.setdefault(row.stream_id, []).append(row.id)
+    finally:
+        await log.store.close()
+
+    done = await relay(events_url, unique, topic, kafka_bootstrap, tmp_path).start()
+    await done.wait_for("relayed")
+    assert await done.exit_code() == 0
+
+    received: dict[str, list[str]] = {}
+    for eid, stream in await read_topic(kafka_bootstrap, topic):
+        received.setdefault(stream, []).append(eid)
+    assert received == expected
