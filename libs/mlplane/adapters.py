@@ -81,3 +81,10 @@ def bus(url: str, client_id: str = "mlplane") -> Bus:
 
         return KafkaBus(url.removeprefix("kafka://").rstrip("/"), client_id=client_id)
     raise ValueError(f"no bus for {url!r}")
+
+
+def artifact_store(url: str):
+    """file:///path or s3://bucket/prefix[?endpoint=…] (see mlplane.artifacts)."""
+    from .artifacts import open_store
+
+    return open_store(url)

@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     """Where per-subject keys live; default $MLPLANE_HOME/keys.db, or the MongoDB database."""
     bus_url: str = "inproc://"
     """inproc:// or kafka://host:port[,host:port]"""
+    artifacts_url: str = ""
+    """file:///path (default: $MLPLANE_HOME/artifacts) or s3://bucket/prefix[?endpoint=http://…]"""
     prefix: str = ""
     """Prefix of MongoDB collections (one database can host several isolated deployments)."""
     trace_exporter: str = "none"
@@ -61,6 +63,10 @@ class Settings(BaseSettings):
         if self.events_url.startswith("mongodb://"):
             return self.events_url
         return f"sqlite:///{self.home / 'keys.db'}"
+
+    @property
+    def artifacts(self) -> str:
+        return self.artifacts_url or f"file://{(self.home / 'artifacts').resolve()}"
 
     @property
     def distributed(self) -> bool:
