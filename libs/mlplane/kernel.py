@@ -10,6 +10,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import adapters, telemetry
 from .bus import Bus
@@ -30,6 +31,8 @@ class Kernel:
     docs: ReadModelStore
     bus: Bus
     projections: dict[str, Projection] = field(default_factory=dict)
+    extensions: dict[str, Any] = field(default_factory=dict)
+    """Objects a service's start-up attaches for its routes to find (its worker, its stores)."""
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _followers: list = field(default_factory=list)
 
@@ -62,6 +65,11 @@ class Kernel:
             for projection in self.projections.values():
                 runner = ProjectionRunner(projection, self.log, self.docs, {"poll_interval": poll})
                 self._spawn(f"projection:{projection.name}", runner.run(), runner)
+
+    def spawn(self, name: str, coro, follower) -> None:
+        """Run a long-lived task of a service (a worker) until `stop`, which calls
+        `follower.stop()` and gives the task the same grace period as the followers."""
+        self._spawn(name, coro, follower)
 
     def _spawn(self, name: str, coro, follower) -> None:
         self._followers.append(follower)

@@ -11,10 +11,13 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import MlplaneError
 
 log = logging.getLogger("mlplane.http")
 
@@ -99,18 +102,26 @@ class RequestContext:
 
 
 class BodyLimit:
-    """Refuses request bodies over `max_bytes` with 413 before any route parses them."""
+    """Refuses request bodies over `max_bytes` with 413 before any route parses them.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    `overrides` gives other limits to paths under a prefix (uploads); those bodies are passed
+    on as they stream in, counted, and cut off with 413 past their limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, overrides: Sequence[tuple[str, int]] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.overrides = sorted(overrides, key=lambda o: -len(o[0]))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
             return await self.app(scope, receive, send)
+        limit = next((n for prefix, n in self.overrides if scope["path"].startswith(prefix)), None)
         declared = _header(scope, b"content-length")
-        if declared and declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._refuse(scope, send)
+        if declared and declared.isdigit() and int(declared) > (limit or self.max_bytes):
+            return await self._refuse(scope, send, limit or self.max_bytes)
+        if limit is not None:
+            return await self.app(scope, _counted(receive, limit), send)
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -118,7 +129,7 @@ class BodyLimit:
                 break
             size += len(message.get("body", b""))
             if size > self.max_bytes:
-                return await self._refuse(scope, send)
+                return await self._refuse(scope, send, self.max_bytes)
             chunks.append(message.get("body", b""))
             if not message.get("more_body"):
                 break
@@ -133,6 +144,28 @@ class BodyLimit:
             instance=scope["path"],
             request_id=scope.get("state", {}).get("request_id"),
         )
+
+
+class BodyTooLarge(MlplaneError):
+    """A streamed body went past its limit."""
+
+    status = 413
+    title = "Request body too large"
+
+
+def _counted(receive: Receive, limit: int) -> Receive:
+    size = 0
+
+    async def counted() -> Message:
+        nonlocal size
+        message = await receive()
+        if message["type"] == "http.request":
+            size += len(message.get("body", b""))
+            if size > limit:
+                raise BodyTooLarge(f"request bodies here are limited to {limit} bytes")
+        return message
+
+    return counted
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

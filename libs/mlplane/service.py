@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 CATALOGUE: dict[str, str] = {
     "gateway": "services.gateway.bootstrap",
+    "training": "services.training.bootstrap",
 }
 
 
@@ -27,6 +28,8 @@ class Service:
     projections: Callable[[], Sequence[Projection]] = list
     routers: Callable[[], Sequence[Any]] = list
     on_start: Callable[[Kernel], Awaitable[None]] | None = None
+    body_limits: Callable[[Any], Sequence[tuple[str, int]]] | None = None
+    """(path prefix, bytes) pairs of routes taking larger bodies than the default (uploads)."""
 
 
 def load(selection: str = "all") -> list[Service]:

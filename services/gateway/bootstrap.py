@@ -87,7 +87,8 @@ def create_app(
     install_problem_handlers(app)
     for router in [probes, *(r for service in services for r in service.routers())]:
         app.include_router(docstring_summaries(router))
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    uploads = [limit for service in services if service.body_limits for limit in service.body_limits(settings)]
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, overrides=uploads)
     app.add_middleware(Metrics, registry=app.state.metrics)
     app.add_middleware(RequestContext)
     return app
