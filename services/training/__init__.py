@@ -1,0 +1,1 @@
+"""Training: source bundles and built-in architectures to checkpoints, with provenance and logs."""

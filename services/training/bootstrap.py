@@ -1,0 +1,68 @@
+"""Wiring of the training service: its projections, routes and, at start-up, its artifact
+store, runtimes and runner (subscribed to the bus, reconciled with the log).
+
+Importing this module connects to nothing; `_on_start` does, inside the app's lifespan.
+"""
+from __future__ import annotations
+
+from mlplane import adapters, aggregates
+from mlplane.kernel import Kernel
+from mlplane.service import Service
+
+from .settings import TrainingSettings
+
+
+def _routers():
+    from .api import checkpoints, trainings
+    from .data_api import clusters, connectors, data_models
+    from .train_api import train
+
+    return [train, trainings, checkpoints, data_models, connectors, clusters]
+
+
+def _projections():
+    from .projections import projections
+
+    return projections()
+
+
+def _body_limits(settings) -> list[tuple[str, int]]:
+    """Bundle uploads may be larger than other request bodies."""
+    return [("/train/", TrainingSettings().max_bundle_bytes)]
+
+
+async def _on_start(kernel: Kernel) -> None:
+    from .handlers import CLUSTERS
+    from .kube import KubernetesRuntime
+    from .runtime import LocalRuntime
+    from .views import SETTINGS, STORE
+    from .workers import TrainingWorker
+
+    settings = TrainingSettings()
+    store = adapters.artifact_store(kernel.settings.artifacts)
+    kernel.extensions[STORE], kernel.extensions[SETTINGS] = store, settings
+
+    async def cluster_of(space_id: str):
+        return (await aggregates.load(kernel.log, CLUSTERS, space_id))[0]
+
+    worker: TrainingWorker
+
+    async def spec_of(training_id: str):
+        return await worker.spec(training_id)
+
+    runtimes = {
+        "local://": LocalRuntime(settings.slots),
+        "kubernetes://": KubernetesRuntime(cluster_of, spec_of, namespace=settings.namespace,
+                                           artifacts_url=kernel.settings.artifacts, poll_s=settings.poll_s),
+    }
+    worker = TrainingWorker(kernel, kernel.settings, settings, store, runtimes)
+    await worker.start()
+
+
+SERVICE = Service(
+    name="training",
+    projections=_projections,
+    routers=_routers,
+    on_start=_on_start,
+    body_limits=_body_limits,
+)

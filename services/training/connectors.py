@@ -1,0 +1,216 @@
+"""Reading the files a connector points at: an S3 bucket (`aws-s3`) or a local folder (`local`).
+
+Both answer the same three questions (list files, read the head of one, fetch one), so listing,
+scanning and fetching training data never care which kind they talk to. Blocking clients run in
+worker threads. A local connector may only name a folder under the platform's datasets root.
+"""
+from __future__ import annotations
+
+import abc
+import asyncio
+import csv
+import io
+import shutil
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from mlplane.errors import Invalid, MlplaneError, NotFound
+
+HEAD_BYTES = 64 << 10
+
+
+class ConnectorUnavailable(MlplaneError):
+    status = 502
+    title = "Connector unavailable"
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    key: str
+    size: int
+    last_modified: str
+
+
+class Source(abc.ABC):
+    @abc.abstractmethod
+    def _list(self, prefix: str, limit: int) -> list[FileInfo]: ...
+
+    @abc.abstractmethod
+    def _head(self, key: str, size: int) -> bytes: ...
+
+    @abc.abstractmethod
+    def _fetch(self, key: str, dest: Path) -> None: ...
+
+    async def list(self, prefix: str = "", limit: int = 1000) -> list[FileInfo]:
+        return await self._call(self._list, prefix, limit)
+
+    async def head(self, key: str, size: int = HEAD_BYTES) -> bytes:
+        return await self._call(self._head, check(key), size)
+
+    async def fetch(self, key: str, dest: Path) -> Path:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        await self._call(self._fetch, check(key), dest)
+        return dest
+
+    async def _call(self, fn, *args):
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except MlplaneError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the store's own error, told to the caller
+            raise ConnectorUnavailable(f"the connector's storage answered: {type(exc).__name__}: {exc}") from exc
+
+
+def check(key: str) -> str:
+    path = PurePosixPath(key)
+    if not key or path.is_absolute() or ".." in path.parts:
+        raise Invalid(f"not a file of this connector: {key!r}", field="files")
+    return key
+
+
+class S3Source(Source):
+    def __init__(self, config: dict[str, Any], credentials: dict[str, str] | None) -> None:
+        from mlplane.artifacts.s3 import s3_client
+
+        creds = credentials or {}
+        self.bucket = config["bucket"]
+        self.prefix = (config.get("prefix") or "").strip("/")
+        self.client = s3_client(config.get("endpoint_url"), config.get("region"),
+                                creds.get("access_key_id"), creds.get("secret_access_key"))
+
+    def _full(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _list(self, prefix: str, limit: int) -> list[FileInfo]:
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        found: list[FileInfo] = []
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self._full(prefix), PaginationConfig={"PageSize": min(limit, 1000)})
+        for page in pages:
+            for obj in page.get("Contents", []):
+                if obj["Key"].endswith("/"):
+                    continue
+                found.append(FileInfo(obj["Key"][strip:], obj["Size"], obj["LastModified"].isoformat()))
+                if len(found) >= limit:
+                    return found
+        return found
+
+    def _head(self, key: str, size: int) -> bytes:
+        from botocore.exceptions import ClientError
+
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=self._full(key), Range=f"bytes=0-{size - 1}")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                raise NotFound(f"no file {key!r} in this connector") from None
+            raise
+        return answer["Body"].read(size)
+
+    def _fetch(self, key: str, dest: Path) -> None:
+        self.client.download_file(self.bucket, self._full(key), str(dest))
+
+
+class LocalSource(Source):
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root not in path.parents or not path.is_file():
+            raise NotFound(f"no file {key!r} in this connector")
+        return path
+
+    def _list(self, prefix: str, limit: int) -> list[FileInfo]:
+        if not self.root.is_dir():
+            raise ConnectorUnavailable(f"the folder {str(self.root)!r} does not exist")
+        found = []
+        for path in sorted(self.root.rglob("*")):
+            key = path.relative_to(self.root).as_posix()
+            if path.is_file() and not path.is_symlink() and key.startswith(prefix):
+                stat = path.stat()
+                modified = datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat()
+                found.append(FileInfo(key, stat.st_size, modified))
+                if len(found) >= limit:
+                    break
+        return found
+
+    def _head(self, key: str, size: int) -> bytes:
+        with open(self._path(key), "rb") as fh:
+            return fh.read(size)
+
+    def _fetch(self, key: str, dest: Path) -> None:
+        shutil.copyfile(self._path(key), dest)
+
+
+def local_root(datasets: Path, folder: str) -> Path:
+    root = (datasets / folder).resolve()
+    if root != datasets and datasets not in root.parents:
+        raise Invalid(f"a local connector's path must be a folder under {datasets}", field="local.path")
+    return root
+
+
+def open_source(kind: str, config: dict[str, Any], credentials: dict[str, str] | None,
+                datasets: Path) -> Source:
+    if kind == "aws-s3":
+        return S3Source(config, credentials)
+    if kind == "local":
+        return LocalSource(local_root(datasets, config.get("path", "")))
+    raise Invalid(f"unknown connector type {kind!r}", field="type")
+
+
+def sniff(key: str, head: bytes) -> dict[str, Any]:
+    """What a scan learns from a file's first bytes: format, columns and their types."""
+    suffix = PurePosixPath(key).suffix.lower()
+    info: dict[str, Any] = {"key": key, "format": suffix.lstrip(".") or "unknown", "columns": []}
+    if suffix not in (".csv", ".tsv", ".txt"):
+        return info
+    text = head.decode("utf-8", "replace")
+    if len(head) == HEAD_BYTES and "\n" in text:
+        text = text[: text.rfind("\n")]
+    try:
+        dialect = csv.Sniffer().sniff(text.splitlines()[0] if text else ",", delimiters=",;\t|")
+        delimiter = dialect.delimiter
+    except csv.Error:
+        delimiter = ","
+    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+    if not rows:
+        return info
+    header, sample = rows[0], rows[1:]
+    info.update(format="csv", delimiter=delimiter, sampled_rows=len(sample),
+                columns=[{"name": name, "type": column_type([r[i] for r in sample if i < len(r)])}
+                         for i, name in enumerate(header)])
+    return info
+
+
+def column_type(values: list[str]) -> str:
+    def all_of(kind) -> bool:
+        try:
+            for v in values:
+                kind(v)
+            return bool(values)
+        except ValueError:
+            return False
+
+    if all_of(int):
+        return "integer"
+    if all_of(float):
+        return "number"
+    return "string"
+
+
+async def scan(source: Source, keys: list[str]) -> list[dict[str, Any]]:
+    listed = {f.key: f for f in await source.list("", 100_000)} if not keys else {}
+    keys = keys or sorted(listed)[:100]
+    out = []
+    for key in keys:
+        info = sniff(key, await source.head(key))
+        if key in listed:
+            info["size"] = listed[key].size
+        out.append(info)
+    return out
+
+
+def file_dicts(files: list[FileInfo]) -> list[dict[str, Any]]:
+    return [asdict(f) for f in files]
