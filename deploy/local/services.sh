@@ -2,8 +2,9 @@
 # Local servers for development and the test suite, without Docker:
 #   Kafka (KRaft, one broker+controller) on 127.0.0.1:$MLPLANE_KAFKA_PORT (9092), controller on :9093
 #   FerretDB v1 (MongoDB wire protocol, SQLite backend) on 127.0.0.1:$MLPLANE_MONGO_PORT (27017)
+#   gofakes3 (S3-compatible, in memory) on 127.0.0.1:$MLPLANE_S3_PORT (9000)
 #
-# Usage: deploy/local/services.sh up [kafka|mongo] | down [kafka|mongo] | status | restart-kafka
+# Usage: deploy/local/services.sh up [kafka|mongo|s3] | down [kafka|mongo|s3] | status | restart-kafka
 #
 # Binaries are fetched once into .mlplane/cache (Kafka jars from Maven Central via mvn, FerretDB
 # built with the Go toolchain); data, logs and pid files live under .mlplane/ as well.
@@ -26,6 +27,10 @@ MONGO_PORT="${MLPLANE_MONGO_PORT:-27017}"
 FERRETDB_VERSION="${MLPLANE_FERRETDB_VERSION:-v1.24.2}"
 FERRETDB_BIN="$CACHE/ferretdb/$FERRETDB_VERSION/ferretdb"
 FERRETDB_DATA="$STATE/ferretdb"
+
+S3_PORT="${MLPLANE_S3_PORT:-9000}"
+GOFAKES3_VERSION="${MLPLANE_GOFAKES3_VERSION:-v1.2.0}"
+GOFAKES3_BIN="$CACHE/gofakes3/$GOFAKES3_VERSION/gofakes3"
 
 TIMEOUT="${MLPLANE_SERVICES_TIMEOUT:-120}"
 GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
@@ -185,6 +190,30 @@ mongo_up() {
   say "ferretdb ready"
 }
 
+# ---------------------------------------------------------------- S3 (gofakes3)
+
+# The S3-compatible server the connector and artifact-store tests talk to; buckets live in memory,
+# so every start is empty and each test creates its own bucket.
+s3_build() {
+  [[ -x $GOFAKES3_BIN ]] && return 0
+  [[ -x $GO ]] || die "go not found (needed once to build gofakes3); set GO=/path/to/go"
+  say "building gofakes3 $GOFAKES3_VERSION into $GOFAKES3_BIN"
+  mkdir -p "$(dirname "$GOFAKES3_BIN")" "$LOGS"
+  GOBIN="$(dirname "$GOFAKES3_BIN")" GO111MODULE=on "$GO" install \
+    "github.com/johannesboyne/gofakes3/cmd/gofakes3@$GOFAKES3_VERSION" >"$LOGS/gofakes3-build.log" 2>&1 ||
+    fail_with_log gofakes3-build "the Go toolchain could not build gofakes3"
+}
+
+s3_up() {
+  if pid_of gofakes3 >/dev/null; then say "gofakes3 already running on 127.0.0.1:$S3_PORT"; return 0; fi
+  check_port_free gofakes3 "$S3_PORT" MLPLANE_S3_PORT
+  s3_build
+  say "starting gofakes3 on 127.0.0.1:$S3_PORT"
+  launch gofakes3 "$GOFAKES3_BIN" -backend memory -host "127.0.0.1:$S3_PORT" -quiet
+  wait_ready gofakes3 port_open "$S3_PORT"
+  say "gofakes3 ready"
+}
+
 # ---------------------------------------------------------------- commands
 
 status_of() { # name, port
@@ -205,13 +234,15 @@ exec 9>"$RUN/services.lock"
 
 which="${2:-all}"
 case "${1:-} $which" in
-  "up all") kafka_up; mongo_up ;;
+  "up all") kafka_up; mongo_up; s3_up ;;
+  "up s3") s3_up ;;
   "up kafka") kafka_up ;;
   "up mongo") mongo_up ;;
-  "down all") stop kafka "$KAFKA_PORT"; stop ferretdb "$MONGO_PORT" ;;
+  "down all") stop kafka "$KAFKA_PORT"; stop ferretdb "$MONGO_PORT"; stop gofakes3 "$S3_PORT" ;;
+  "down s3") stop gofakes3 "$S3_PORT" ;;
   "down kafka") stop kafka "$KAFKA_PORT" ;;
   "down mongo") stop ferretdb "$MONGO_PORT" ;;
-  "status all") status_of kafka "$KAFKA_PORT"; status_of ferretdb "$MONGO_PORT" ;;
+  "status all") status_of kafka "$KAFKA_PORT"; status_of ferretdb "$MONGO_PORT"; status_of gofakes3 "$S3_PORT" ;;
   "restart-kafka all") stop kafka "$KAFKA_PORT"; kafka_up ;;
-  *) echo "usage: $0 up [kafka|mongo] | down [kafka|mongo] | status | restart-kafka" >&2; exit 2 ;;
+  *) echo "usage: $0 up [kafka|mongo|s3] | down [kafka|mongo|s3] | status | restart-kafka" >&2; exit 2 ;;
 esac
