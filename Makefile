@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup run test test-fast bench services-up services-down services-status openapi schemas clean
+.PHONY: setup run test test-fast bench services-up services-down services-status openapi schemas deploy-files clean
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,9 @@ openapi: setup
 
 schemas: setup
 	$(BIN)/mlplane schemas export
+
+deploy-files: setup
+	$(BIN)/python deploy/render.py
 
 clean: services-down
 	rm -rf .mlplane $(VENV)
