@@ -166,7 +166,10 @@ class Unpacker:
         self.files.add(rel)
 
     def hardlink(self, entry: Entry, rel: PurePosixPath) -> None:
-        source = clean_name(entry.link) if entry.link else PurePosixPath(".")
+        try:
+            source = clean_name(entry.link)
+        except UnsafeBundle:
+            source = None
         if source not in self.files:
             raise UnsafeBundle(
                 f"hardlink {entry.name!r} points to {entry.link!r}, not a file of the bundle",
@@ -230,7 +233,7 @@ def zip_entries(path: Path) -> Iterator[tuple[Entry, BinaryIO | None]]:
                 with archive.open(info) as stream:
                     target = stream.read(4096).decode("utf-8", "replace")
                 yield Entry(info.filename, "symlink", target), None
-            elif mode and not stat.S_ISREG(mode):
+            elif stat.S_IFMT(mode) not in (0, stat.S_IFREG):
                 yield Entry(info.filename, "special"), None
             else:
                 try:
