@@ -135,12 +135,12 @@ class BodyLimit:
                 break
         await self.app(scope, _replay(b"".join(chunks), receive), send)
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
+    async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
         await send_problem(
             send,
             413,
             "Request body too large",
-            f"request bodies are limited to {self.max_bytes} bytes",
+            f"request bodies are limited to {limit} bytes",
             instance=scope["path"],
             request_id=scope.get("state", {}).get("request_id"),
         )

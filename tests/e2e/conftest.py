@@ -17,3 +17,15 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     platform.start()
     yield platform
     platform.stop()
+
+
+@pytest.fixture(scope="session")
+def training_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """A platform for the training tests: quick log flushes and Kubernetes polls, a small
+    bundle limit so an oversized upload is cheap to send."""
+    env = {"MLPLANE_TRAINING_POLL_S": "0.2", "MLPLANE_TRAINING_LOG_FLUSH_S": "0.1",
+           "MLPLANE_TRAINING_MAX_BUNDLE_BYTES": str(2 << 20)}
+    platform = Platform(tmp_path_factory.mktemp("mlplane-training"), env=env)
+    platform.start()
+    yield platform
+    platform.stop()
