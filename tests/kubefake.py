@@ -1,0 +1,152 @@
+"""A small fake of the Kubernetes API server: only the endpoints the training runtime uses.
+
+No cluster runs on the test machines, so this HTTP server stands in for one: it accepts Jobs
+(kept as the JSON the client sent), makes each one active on its first status read, shows one
+pod whose log grows a line per read, and lets it succeed after a few reads (or run until it is
+deleted, with `hold`). It checks the bearer token and records every request, so a test can
+assert what the runtime sent. `on_create` lets a test act as the pod would (upload outputs).
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+JOBS = re.compile(r"^/apis/batch/v1/namespaces/([^/]+)/jobs(?:/([^/]+))?(/status)?$")
+PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods(?:/([^/]+)/log)?$")
+
+
+@dataclass
+class FakeJob:
+    manifest: dict[str, Any]
+    reads: int = 0
+    deleted: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.manifest["metadata"]["name"]
+
+
+@dataclass
+class FakeCluster:
+    token: str
+    succeed_after: int = 3
+    hold: bool = False
+    fail: bool = False
+    on_create: Callable[[dict[str, Any]], None] | None = None
+    jobs: dict[str, FakeJob] = field(default_factory=dict)
+    requests: list[tuple[str, str, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def status(self, job: FakeJob) -> dict[str, Any]:
+        job.reads += 1
+        if job.deleted:
+            return {"failed": 1, "conditions": [{"type": "Failed", "status": "True", "message": "deleted"}]}
+        if self.hold or job.reads < self.succeed_after:
+            return {"active": 1}
+        if self.fail:
+            return {"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                                                 "message": "Job has reached the specified backoff limit"}]}
+        return {"succeeded": 1}
+
+    def log(self, job: FakeJob) -> str:
+        return "".join(f"epoch {i}: loss {1 / (i + 1):.3f}\n" for i in range(job.reads))
+
+
+def handler_for(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def _send(self, code: int, body: Any, content_type: str = "application/json") -> None:
+            raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def _authorised(self) -> bool:
+            with cluster.lock:
+                cluster.requests.append((self.command, self.path, self.headers.get("Authorization", "")))
+            if self.headers.get("Authorization") == f"Bearer {cluster.token}":
+                return True
+            self._send(401, {"kind": "Status", "status": "Failure", "reason": "Unauthorized", "code": 401})
+            return False
+
+        def do_POST(self) -> None:  # noqa: N802
+            if not self._authorised():
+                return
+            match = JOBS.match(urlparse(self.path).path)
+            manifest = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if not match or match.group(2):
+                return self._send(404, {"kind": "Status", "code": 404})
+            name = manifest["metadata"]["name"]
+            with cluster.lock:
+                if name in cluster.jobs:
+                    return self._send(409, {"kind": "Status", "reason": "AlreadyExists", "code": 409})
+                cluster.jobs[name] = FakeJob(manifest)
+            if cluster.on_create:
+                cluster.on_create(manifest)
+            self._send(201, {**manifest, "metadata": {**manifest["metadata"], "uid": "uid-" + name}})
+
+        def do_GET(self) -> None:  # noqa: N802
+            if not self._authorised():
+                return
+            url = urlparse(self.path)
+            if url.path == "/api/v1/nodes":
+                return self._send(200, {"kind": "NodeList", "apiVersion": "v1", "items": [
+                    {"metadata": {"name": "gpu-node-1"}, "status": {
+                        "allocatable": {"cpu": "7500m", "memory": "30Gi", "nvidia.com/gpu": "1"},
+                        "conditions": [{"type": "Ready", "status": "True"}]}}]})
+            if (match := JOBS.match(url.path)) and match.group(2):
+                job = cluster.jobs.get(match.group(2))
+                if job is None:
+                    return self._send(404, {"kind": "Status", "code": 404})
+                with cluster.lock:
+                    status = cluster.status(job)
+                return self._send(200, {"apiVersion": "batch/v1", "kind": "Job",
+                                        "metadata": job.manifest["metadata"], "status": status})
+            if match := PODS.match(url.path):
+                if match.group(2):
+                    job = cluster.jobs.get(match.group(2).removesuffix("-pod"))
+                    return self._send(200, cluster.log(job) if job else "", "text/plain")
+                selector = parse_qs(url.query).get("labelSelector", [""])[0]
+                name = selector.removeprefix("job-name=")
+                items = [{"metadata": {"name": f"{name}-pod", "labels": {"job-name": name}}, "status": {"phase": "Running"}}
+                         ] if name in cluster.jobs else []
+                return self._send(200, {"kind": "PodList", "apiVersion": "v1", "items": items})
+            self._send(404, {"kind": "Status", "code": 404})
+
+        def do_DELETE(self) -> None:  # noqa: N802
+            if not self._authorised():
+                return
+            match = JOBS.match(urlparse(self.path).path)
+            job = cluster.jobs.get(match.group(2)) if match else None
+            if job is None:
+                return self._send(404, {"kind": "Status", "code": 404})
+            job.deleted = True
+            self._send(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
+
+    return Handler
+
+
+class FakeApiServer:
+    def __init__(self, cluster: FakeCluster) -> None:
+        self.cluster = cluster
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(cluster))
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeApiServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
