@@ -168,10 +168,10 @@ class TrainingWorker:
         task = self.tasks.get(training_id)
         if task is None or task.done():
             return False
-        runtime = self.running_on.get(training_id)
+        runtime = self.running_on.pop(training_id, None)
         if runtime is not None:
             await runtime.stop(training_id)
-        task.cancel()
+            task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
         return True
