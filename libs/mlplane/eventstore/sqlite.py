@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -33,13 +34,36 @@ CREATE TABLE IF NOT EXISTS events (
 COLUMNS = "position, id, stream_id, version, type, type_version, time, data, meta"
 
 
+BUSY_TIMEOUT_S = 10.0
+
+
 def connect(path: str) -> sqlite3.Connection:
     """Open a SQLite file the way every mlplane adapter wants it."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
+    )
+    _use_wal(conn)
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA busy_timeout=10000")
     return conn
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL mode (it stays so), waiting out other connections.
+
+    SQLite answers "database is locked" at once, without its busy timeout, when another
+    connection holds the file while the mode changes: processes opening a new file together.
+    """
+    if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+        return
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _row(ev: StoredEvent) -> tuple:
