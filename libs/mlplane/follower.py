@@ -30,6 +30,7 @@ class Follower:
         batch_size: int = 500,
         poll_interval: float = 0.5,
         wake: Callable[[float], Awaitable[None]] | None = None,
+        max_backoff: float = 5.0,
     ) -> None:
         self.name = name
         self._store = store
@@ -38,6 +39,7 @@ class Follower:
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._wake = wake or asyncio.sleep
+        self._max_backoff = max_backoff
         self._stopping = asyncio.Event()
         self.position = 0
 
@@ -55,19 +57,39 @@ class Follower:
             total += len(batch)
 
     async def run(self, step: Callable[[], Awaitable[int]] | None = None) -> None:
-        """Follow the log until `stop` is called (`step` replaces `run_once`)."""
+        """Follow the log until `stop` is called (`step` replaces `run_once`).
+
+        A failing step (the bus or a store is away) is retried with exponential backoff, from
+        the last recorded position: nothing after it was acknowledged, so nothing is skipped.
+        """
         step = step or self.run_once
+        failures = 0
         while not self._stopping.is_set():
             try:
                 handled = await step()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a follower never dies of one bad batch; it retries
-                log.exception("follower %s failed; retrying", self.name)
-                await asyncio.sleep(self._poll_interval)
+            except Exception as exc:  # noqa: BLE001 - a follower never dies of one bad batch; it retries
+                failures += 1
+                if failures == 1:
+                    log.exception("follower %s failed at %d; retrying", self.name, self.position)
+                else:
+                    log.warning("follower %s failed again (%d): %s: %s",
+                                self.name, failures, type(exc).__name__, exc)
+                await self._pause(min(self._poll_interval * 2 ** (failures - 1), self._max_backoff))
                 continue
+            if failures:
+                log.info("follower %s recovered after %d failures", self.name, failures)
+                failures = 0
             if not handled:
                 await self._wake(self._poll_interval)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake up at once when stopped."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            pass
 
     def stop(self) -> None:
         self._stopping.set()

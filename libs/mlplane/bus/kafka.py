@@ -85,13 +85,17 @@ class KafkaBus(Bus):
         retry: RetryPolicy = RetryPolicy(),
         client_id: str = "mlplane",
         drain_timeout: float = 10.0,
+        producer_options: dict[str, Any] | None = None,
         consumer_options: dict[str, Any] | None = None,
     ) -> None:
+        """`producer_options` and `consumer_options` pass through to aiokafka (for instance
+        `request_timeout_ms`, or `group_instance_id` for static group membership)."""
         super().__init__(retry)
         self._bootstrap = bootstrap
         self._partitions = partitions
         self._client_id = client_id
         self._drain_timeout = drain_timeout
+        self._producer_options = producer_options or {}
         self._consumer_options = consumer_options or {}
         self._producer: AIOKafkaProducer | None = None
         self._started = False
@@ -111,6 +115,7 @@ class KafkaBus(Bus):
                 acks="all",
                 linger_ms=2,
                 max_batch_size=1 << 20,
+                **self._producer_options,
             )
             try:
                 await producer.start()
