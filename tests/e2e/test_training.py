@@ -256,3 +256,30 @@ def test_after_a_crash_no_job_stays_running(tmp_path):
         assert info["status"] == "failed" and info["reason"].startswith("interrupted"), info
     finally:
         platform.stop()
+
+
+def test_the_cli_deploys_a_bundle_follows_it_and_fetches_what_it_made(training_platform, admin, space, tmp_path):
+    deployed = training_platform.cli("train", "deploy", "-d", str(IRIS), "--space", space)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    out = deployed.stdout
+    assert "uploading bundle" in out and "test accuracy" in out and "metric accuracy = " in out
+    assert "succeeded" in out and "checkpoint " in out
+    job = out.split("job ", 1)[1].split()[0]
+
+    listed = training_platform.cli("train", "list", "--space", space, "--json")
+    assert job in [j["id"] for j in json.loads(listed.stdout)["data"]]
+    info = json.loads(training_platform.cli("train", "info", job, "--space", space, "--sort-by", "accuracy",
+                                            "--json").stdout)
+    checkpoint = info["models"]["data"][0]["id"]
+    logs = training_platform.cli("train", "logs", job, "--space", space)
+    assert "test accuracy" in logs.stdout
+    provenance = json.loads(training_platform.cli("train", "provenance", checkpoint, "--space", space).stdout)
+    assert provenance["training"]["id"] == job
+    target = tmp_path / "bundle.tar.gz"
+    got = training_platform.cli("bundle", "get", job, "--space", space, "--model", "--no-data", "-o", str(target))
+    assert got.returncode == 0, got.stdout + got.stderr
+    with tarfile.open(target) as tar:
+        names = set(tar.getnames())
+    assert "train.py" in names and "model/iris/1/model.onnx" in names and "data/iris.csv" not in names
+    killed = training_platform.cli("train", "kill", job, "--space", space)
+    assert killed.returncode == 1 and "Job is not running" in killed.stdout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import client, ops, server
+from . import client, ops, server, train
 
 app = typer.Typer(
     help="mlplane: an event-sourced control plane for the ML lifecycle.",
@@ -18,3 +18,5 @@ app.add_typer(ops.admin, name="admin")
 app.add_typer(ops.projections, name="projections")
 app.add_typer(ops.schemas, name="schemas")
 app.add_typer(ops.events, name="events")
+app.add_typer(train.train, name="train")
+app.add_typer(train.bundle, name="bundle")
