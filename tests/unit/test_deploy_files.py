@@ -18,7 +18,6 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
-
 from mlplane.service import CATALOGUE, load
 from mlplane.settings import Settings
 
