@@ -22,7 +22,8 @@ _bearer = HTTPBearer(
 )
 
 
-def get_kernel(request: Request) -> Kernel:
+async def get_kernel(request: Request) -> Kernel:
+    """A coroutine, as every dependency here: FastAPI runs plain functions in a thread pool."""
     return request.app.state.kernel
 
 
@@ -55,7 +56,7 @@ def request_context(request: Request, actor: str | None) -> Context:
     )
 
 
-def get_context(
+async def get_context(
     request: Request, principal: Annotated[Principal, Depends(get_principal)]
 ) -> Context:
     return request_context(request, principal.user_id)

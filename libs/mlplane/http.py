@@ -138,16 +138,20 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 class Pagination:
     """`?limit=&after=`: up to `limit` items after the item whose id is `after`."""
 
-    def __init__(
-        self,
-        limit: Annotated[int, Query(ge=1, le=100, description="Items per page")] = 10,
-        after: Annotated[str | None, Query(description="Id of the last item already seen")] = None,
-    ) -> None:
+    def __init__(self, limit: int = 10, after: str | None = None) -> None:
         self.limit = limit
         self.after = after or None
 
 
-PageParams = Annotated[Pagination, Depends()]
+async def pagination(
+    limit: Annotated[int, Query(ge=1, le=100, description="Items per page")] = 10,
+    after: Annotated[str | None, Query(description="Id of the last item already seen")] = None,
+) -> Pagination:
+    """A coroutine, so FastAPI calls it on the event loop rather than in its thread pool."""
+    return Pagination(limit, after)
+
+
+PageParams = Annotated[Pagination, Depends(pagination)]
 
 
 class ListPage(BaseModel, Generic[T]):
