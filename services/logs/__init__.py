@@ -1,0 +1,1 @@
+"""The logs service: inference logs and their summaries, webhooks out and in."""

@@ -1,0 +1,3 @@
+from .base import LogFilters, LogStore, StaleWrite
+
+__all__ = ["LogFilters", "LogStore", "StaleWrite"]
