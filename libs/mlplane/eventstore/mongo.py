@@ -100,7 +100,7 @@ class MongoEventStore(EventStore):
                 raise ConcurrencyError(stream_id, expected_version, current)
             first = self._head + 1
             if await self._commit(stream_id, docs, current, first):
-                self._head = first + len(events) - 1
+                self._head = max(self._head, first + len(events) - 1)
                 return [ev.at(current + i, first + i - 1) for i, ev in enumerate(events, 1)]
             # the version or the position was taken by another writer: find out which
             moved = await self.stream_version(stream_id)
@@ -111,7 +111,7 @@ class MongoEventStore(EventStore):
                 if expected_version is not None:
                     raise ConcurrencyError(stream_id, expected_version, moved)
                 current = moved
-            self._head = await self.head_position()
+            self._head = max(self._head, await self.head_position())
 
     async def _commit(
         self, stream_id: str, docs: list[dict[str, Any]], current: int, first_position: int
