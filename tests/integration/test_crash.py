@@ -109,23 +109,48 @@ async def _checkpoint_at(docs, position: int) -> bool:
     return await docs.get_checkpoint(CounterTotals.name) >= position
 
 
+READ_MODELS = [
+    pytest.param("sqlite", EVENTS, id="sqlite"),
+    # FerretDB answers one read-model round trip in milliseconds (tens under load), and the
+    # consumer makes two per event: a smaller run keeps the test within its time budget
+    pytest.param("mongo", 2_000, id="mongo", marks=pytest.mark.mongo),
+]
+
+
+@pytest.fixture
+async def read_model_url(request, unique, sqlite_url):
+    """Where the consumer keeps its read model; a Mongo test's collections are dropped after."""
+    if request.param == "sqlite":
+        yield sqlite_url
+        return
+    url = request.getfixturevalue("mongo_url")
+    yield url
+    db = adapters.mongo_database(url)
+    for name in await db.list_collection_names():
+        if name.startswith(unique):
+            await db.drop_collection(name)
+    db.client.close()
+
+
 @pytest.mark.kafka
+@pytest.mark.parametrize(("read_model_url", "events"), READ_MODELS, indirect=["read_model_url"])
 async def test_kafka_consumer_killed_at_random_points_loses_and_repeats_nothing(
-    tmp_path, sqlite_url, kafka_bootstrap, unique
+    tmp_path, sqlite_url, read_model_url, events, kafka_bootstrap, unique
 ):
     rng = random.Random(SEED)
     topic = f"mlplane.{unique}counters"
     log = open_log(sqlite_url, "", topic)
-    docs = adapters.read_models(sqlite_url)
+    checkpoints = adapters.read_models(sqlite_url)
+    docs = adapters.read_models(read_model_url, unique)
     bus = KafkaBus(kafka_bootstrap)
     await bus.start()
-    relay = OutboxRelay(log.store, docs, bus, counter_registry(topic),
+    relay = OutboxRelay(log.store, checkpoints, bus, counter_registry(topic),
                         poll_interval=0.05, wake=log.wait_for_append)
     relaying = asyncio.create_task(relay.run())
-    writer = asyncio.create_task(append_slowly(log, EVENTS, STREAMS, seconds=8))
+    writer = asyncio.create_task(append_slowly(log, events, STREAMS, seconds=8))
 
     def consumer() -> Proc:
-        return Proc("consume", "--readmodels", sqlite_url, "--topic", topic,
+        return Proc("consume", "--readmodels", read_model_url, "--prefix", unique, "--topic", topic,
                     "--bus", f"kafka://{kafka_bootstrap}", "--group", f"{unique}totals",
                     "--instance", f"{unique}totals-0", log_path=str(tmp_path / "consume.log"))
 
@@ -133,7 +158,7 @@ async def test_kafka_consumer_killed_at_random_points_loses_and_repeats_nothing(
         mid_work = await kill_repeatedly(consumer, "consuming", writer, lambda: _folded(docs), rng)
         last = await consumer().start()
         try:
-            await poll(lambda: _all_folded(docs), 60, "consumer catch-up")
+            await poll(lambda: _all_folded(docs, events), 60, "consumer catch-up")
         finally:
             await last.kill()
     finally:
@@ -142,7 +167,7 @@ async def test_kafka_consumer_killed_at_random_points_loses_and_repeats_nothing(
         await asyncio.wait_for(relaying, 10)
         await bus.stop()
     assert mid_work >= KILLS // 2, f"only {mid_work} kills struck a working consumer (seed {SEED})"
-    assert totals(await docs.all_docs(CounterTotals.name)) == expected_totals(EVENTS, STREAMS)
+    assert totals(await docs.all_docs(CounterTotals.name)) == expected_totals(events, STREAMS)
     await rebuilt_equals_live(log, docs)
 
 
@@ -150,5 +175,5 @@ async def _folded(docs) -> int:
     return sum(doc["count"] for doc in (await docs.all_docs(CounterTotals.name)).values())
 
 
-async def _all_folded(docs) -> bool:
-    return await _folded(docs) >= EVENTS
+async def _all_folded(docs, events: int) -> bool:
+    return await _folded(docs) >= events
