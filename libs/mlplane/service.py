@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 CATALOGUE: dict[str, str] = {
     "gateway": "services.gateway.bootstrap",
     "training": "services.training.bootstrap",
+    "triton_manager": "services.triton_manager.bootstrap",
+    "inference_deploy": "services.inference_deploy.bootstrap",
 }
 
 

@@ -28,9 +28,10 @@ KernelFactory = Callable[[Settings], Kernel]
 def _routers():
     from .admin_api import admin
     from .api import spaces
+    from .dataplane import dataplane
     from .users_api import users
 
-    return [spaces, users, admin]
+    return [spaces, users, admin, dataplane]
 
 
 def _projections():
@@ -40,7 +41,15 @@ def _projections():
 
 
 async def _on_start(kernel: Kernel) -> None:
+    from . import dataplane
+
     await ensure_admin(kernel, with_token=False)
+    await dataplane.start(kernel, TokenAuthenticator(kernel))
+
+
+def _body_limits(settings: Settings) -> list[tuple[str, int]]:
+    """Inference requests carry tensors: larger bodies than the other routes."""
+    return [("/v2/", 64 << 20)]
 
 
 SERVICE = Service(
@@ -48,6 +57,7 @@ SERVICE = Service(
     projections=_projections,
     routers=_routers,
     on_start=_on_start,
+    body_limits=_body_limits,
 )
 
 

@@ -29,3 +29,13 @@ def training_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plat
     platform.start()
     yield platform
     platform.stop()
+
+
+@pytest.fixture(scope="session")
+def serving_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """A platform with its managed model server, polled often so rollouts settle quickly."""
+    env = {"MLPLANE_SERVING_POLL_S": "0.3", "MLPLANE_SERVING_LOCAL_SERVER": "on"}
+    platform = Platform(tmp_path_factory.mktemp("mlplane-serving"), env=env)
+    platform.start()
+    yield platform
+    platform.stop()

@@ -1,0 +1,81 @@
+"""Wiring of the model-serving service: its projections, routes and, at start-up, its artifact
+store, the managed local model server (registered here, started on first use) and the fleet
+worker.
+
+Importing this module connects to nothing; `_on_start` does, inside the app's lifespan.
+"""
+from __future__ import annotations
+
+import hashlib
+
+from mlplane import adapters, aggregates
+from mlplane.eventlog import Context
+from mlplane.kernel import Kernel
+from mlplane.service import Service
+
+from .settings import ServingSettings
+
+
+def _routers():
+    from .api import inference_models, models, tritons
+
+    return [tritons, models, inference_models]
+
+
+def _projections():
+    from .projections import projections
+
+    return projections()
+
+
+def _body_limits(settings) -> list[tuple[str, int]]:
+    """Model uploads may be larger than other request bodies."""
+    return [("/api/models", ServingSettings().max_model_bytes)]
+
+
+async def register_local(kernel: Kernel, settings: ServingSettings):
+    """The managed local server, registered under an id of this home folder (so a restart finds
+    it again) on its previous port while that is free."""
+    from . import commands as c
+    from .handlers import SERVERS, decide
+    from .mlserver import ManagedMLServer, port_free
+
+    home = kernel.settings.home.resolve()
+    server_id = "local-" + hashlib.sha256(str(home).encode()).hexdigest()[:16]
+    state, _ = await aggregates.load(kernel.log, SERVERS, server_id)
+    port = settings.local_port or (state.port if state.registered and port_free(state.port) else 0)
+    local = ManagedMLServer(home / "serving" / "mlserver", port, workers=settings.local_workers,
+                            venv=settings.mlserver_venv)
+    ctx = Context(actor="system", source="mlplane/triton-manager")
+    repository = str(local.repository)
+    if not state.registered:
+        command = c.RegisterServer(server_id=server_id, name="local", host="127.0.0.1", port=local.port,
+                                   kind="mlserver", managed=True, repository=repository,
+                                   labels={"managed": "true"})
+    else:
+        command = c.UpdateServer(server_id=server_id, host="127.0.0.1", port=local.port, repository=repository)
+    await aggregates.execute(kernel.log, SERVERS, server_id, decide, command, ctx)
+    return local, server_id
+
+
+async def _on_start(kernel: Kernel) -> None:
+    from .views import SETTINGS, STORE
+    from .workers import FleetWorker
+
+    settings = ServingSettings()
+    store = adapters.artifact_store(kernel.settings.artifacts)
+    kernel.extensions[STORE], kernel.extensions[SETTINGS] = store, settings
+    local, local_id = None, ""
+    if settings.local_enabled(kernel.settings.distributed):
+        local, local_id = await register_local(kernel, settings)
+    worker = FleetWorker(kernel, store, settings, local, local_id)
+    await worker.start()
+
+
+SERVICE = Service(
+    name="triton_manager",
+    projections=_projections,
+    routers=_routers,
+    on_start=_on_start,
+    body_limits=_body_limits,
+)

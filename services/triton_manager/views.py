@@ -1,0 +1,166 @@
+"""What the serving routes share: the service's objects in this process, the caller's space,
+writes that answer with their own result, and the registry's upload path."""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from starlette.datastructures import UploadFile
+
+from mlplane import aggregates
+from mlplane.artifacts import ArtifactStore
+from mlplane.auth import Principal
+from mlplane.deps import in_space
+from mlplane.errors import Invalid
+from mlplane.eventlog import Context
+from mlplane.events import new_id
+from mlplane.kernel import Kernel
+
+from . import commands as c
+from .handlers import MODELS, ModelState, decide, model_not_found
+from .repository import ModelTooLarge, Upload, invalid, prepare, version_key
+from .settings import ServingSettings
+
+STORE, SETTINGS = "serving.store", "serving.settings"
+SPACE_HEADER = "X-Space-ID"
+FILE_FIELDS = ("files[]", "files", "Files[]", "Files", "file")
+
+
+@dataclass
+class Serving:
+    kernel: Kernel
+    store: ArtifactStore
+    settings: ServingSettings
+
+    @property
+    def worker(self):
+        from .workers import WORKER
+
+        return self.kernel.extensions.get(WORKER)
+
+
+def service(kernel: Kernel) -> Serving:
+    return Serving(kernel, kernel.extensions[STORE], kernel.extensions[SETTINGS])
+
+
+def space_of(request: Request, principal: Principal, permission: str | None = None) -> str:
+    """The space a call acts in: the X-Space-ID header, the `space_id` query parameter, or the
+    caller's only space."""
+    space = request.headers.get(SPACE_HEADER) or request.query_params.get("space_id")
+    if not space:
+        spaces = principal.space_ids()
+        if len(spaces) != 1:
+            raise Invalid(f"name the space with an {SPACE_HEADER} header or a space_id parameter",
+                          field=SPACE_HEADER)
+        space = spaces[0]
+    principal.require(space, permission)
+    return space
+
+
+def optional_space(request: Request, principal: Principal) -> str | None:
+    """An administrator naming no space sees every space; anyone else acts in one."""
+    if principal.admin and not (request.headers.get(SPACE_HEADER) or request.query_params.get("space_id")):
+        return None
+    return space_of(request, principal)
+
+
+async def write(kernel: Kernel, aggregate, entity_id: str, command: c.Command, ctx: Context,
+                space_id: str | None = None) -> Any:
+    context = in_space(ctx, space_id) if space_id else ctx
+    outcome = await aggregates.execute(kernel.log, aggregate, entity_id, decide, command, context)
+    await kernel.catch_up()
+    return outcome.state
+
+
+async def model_in(kernel: Kernel, model_id: str, space: str | None) -> ModelState:
+    state, _ = await aggregates.load(kernel.log, MODELS, model_id)
+    if not state.live or (space is not None and state.space_id != space):
+        raise model_not_found(model_id)
+    return state
+
+
+# ---------------------------------------------------------------- uploads
+
+
+async def receive_files(request: Request, settings: ServingSettings, workdir: Path) -> tuple[list[Upload], dict[str, str]]:
+    """The uploaded model files, spooled to `workdir` in chunks (413 past the limits), and the
+    form's text fields."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise invalid("send the model as multipart/form-data with its files in field 'files'", "files")
+    form = await request.form(max_files=settings.max_files, max_fields=20)
+    uploads, fields, total = [], {}, 0
+    incoming = workdir / ".incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    try:
+        for key, value in form.multi_items():
+            if isinstance(value, str):
+                fields[key] = value
+                continue
+            if key not in FILE_FIELDS:
+                raise invalid(f"unexpected file field {key!r}; send files as 'files'", key)
+            target = incoming / str(len(uploads))
+            with open(target, "wb") as out:
+                while chunk := await value.read(1 << 20):
+                    total += len(chunk)
+                    if total > settings.max_model_bytes:
+                        raise ModelTooLarge(f"a model's files are limited to {settings.max_model_bytes} bytes")
+                    out.write(chunk)
+            uploads.append(Upload(value.filename or f"file-{len(uploads)}", target))
+    finally:
+        for _, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                await value.close()
+    return uploads, fields
+
+
+async def add_version(serving: Serving, ctx: Context, model: ModelState, uploads: list[Upload],
+                      workdir: Path, *, checkpoint_id: str | None = None, source: str = "upload") -> ModelState:
+    """Lay out, check, store and record the next version of `model`. Nothing is recorded unless
+    every file is stored; a refused upload leaves nothing behind."""
+    version = model.next_version
+    prepared = await prepare(uploads, model.name, version, workdir / "layout")
+    key = version_key(model.id, version, model.name)
+    try:
+        await serving.store.put_tree(key, prepared.root)
+        command = c.AddVersion(model_id=model.id, version=version, format=prepared.format, key=key,
+                               files=prepared.files, size=prepared.size, config=prepared.config,
+                               checkpoint_id=checkpoint_id, source=source)
+        return await write(serving.kernel, MODELS, model.id, command, ctx, model.space_id)
+    except BaseException:
+        for name in prepared.files:
+            await _forget(serving.store, f"{key}/{name}")
+        raise
+
+
+async def _forget(store: ArtifactStore, key: str) -> None:
+    try:
+        await store.delete(key)
+    except Exception:  # noqa: BLE001 - best effort cleanup of a refused upload
+        pass
+
+
+async def create_model(serving: Serving, ctx: Context, space: str, name: str, description: str,
+                       uploads: list[Upload], workdir: Path, model_id: str | None = None,
+                       **version: Any) -> ModelState:
+    """A new model with its first version; a refused first version records no model."""
+    model_id = model_id or new_id()
+    prepared = await prepare(uploads, name, 1, workdir / "layout")
+    key = version_key(model_id, 1, name)
+    await serving.store.put_tree(key, prepared.root)
+    try:
+        await write(serving.kernel, MODELS, model_id, c.CreateModel(model_id=model_id, space_id=space,
+                                                                    name=name, description=description), ctx, space)
+        command = c.AddVersion(model_id=model_id, version=1, format=prepared.format, key=key,
+                               files=prepared.files, size=prepared.size, config=prepared.config, **version)
+        return await write(serving.kernel, MODELS, model_id, command, ctx, space)
+    except BaseException:
+        for file in prepared.files:
+            await _forget(serving.store, f"{key}/{file}")
+        raise
+
+
+def workspace() -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(prefix="mlplane-model-")
