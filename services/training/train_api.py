@@ -114,7 +114,7 @@ async def iter_upload(upload: Any):
         yield chunk
 
 
-@train.api_route("/{workspace}/{job_id}", methods=["POST", "GET"])
+@train.post("/{workspace}/{job_id}")
 async def job_info(
     workspace: str, job_id: str, kernel: KernelDep, principal: PrincipalDep,
     page_id: Annotated[int, Query(ge=1, description="Page of trained models, from 1")] = 1,
@@ -132,6 +132,18 @@ async def job_info(
     page = m.ModelsPage(page_id=page_id, page_size=page_size, sort_by=sort_by, count=len(models),
                         has_more=start + page_size < len(models), data=models[start:start + page_size])
     return m.JobInfo(**public.model_dump(), models=page)
+
+
+@train.get("/{workspace}/{job_id}", operation_id="get_job_info")
+async def get_job_info(
+    workspace: str, job_id: str, kernel: KernelDep, principal: PrincipalDep,
+    page_id: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=100)] = 10,
+    sort_by: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]{1,100}$")] = None,
+    order: Annotated[str | None, Query(pattern="^(asc|desc)$")] = None,
+) -> m.JobInfo:
+    """Training job info (the same as POST, for clients that read with GET)."""
+    return await job_info(workspace, job_id, kernel, principal, page_id, page_size, sort_by, order)
 
 
 def sort_models(models: list[m.CheckpointPublic], sort_by: str | None, order: str | None) -> list[m.CheckpointPublic]:
