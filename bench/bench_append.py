@@ -98,5 +98,5 @@ async def mongo_append(url: str, total: int, size: int) -> Result:
         higher_is_better=True,
         detail={"events": total, "mlplane_events_per_s": round(rate(total, ours)),
                 "raw_insert_many_events_per_s": round(rate(total, t.seconds)),
-                "note": "one append = version check + position reservation + one commit document"},
+                "note": "one append = stream head read + log head read + one commit document insert"},
     )

@@ -41,9 +41,7 @@ def event_store(url: str, prefix: str = "") -> EventStore:
     if url.startswith("mongodb://"):
         from .eventstore.mongo import MongoEventStore
 
-        query = parse_qs(urlparse(url).query)
-        gap_timeout = float(query.get("gap_timeout", ["5"])[0])
-        return MongoEventStore(mongo_database(url), prefix, gap_timeout=gap_timeout)
+        return MongoEventStore(mongo_database(url), prefix)
     raise ValueError(f"no event store for {url!r}")
 
 

@@ -65,8 +65,7 @@ def _events(commit: dict[str, Any]) -> list[StoredEvent]:
 
 
 class MongoEventStore(EventStore):
-    def __init__(self, database: Any, prefix: str = "", gap_timeout: float | None = None) -> None:
-        """`gap_timeout` is accepted for configurations that still pass it; nothing waits."""
+    def __init__(self, database: Any, prefix: str = "") -> None:
         self._commits = database[f"{prefix}events"]
         self._head: int | None = None  # the last position this store saw committed
 
