@@ -6,6 +6,7 @@ pod whose log grows a line per read, and lets it succeed after a few reads (or r
 deleted, with `hold`). It checks the bearer token and records every request, so a test can
 assert what the runtime sent. `on_create` lets a test act as the pod would (upload outputs).
 """
+
 from __future__ import annotations
 
 import json
@@ -46,12 +47,24 @@ class FakeCluster:
     def status(self, job: FakeJob) -> dict[str, Any]:
         job.reads += 1
         if job.deleted:
-            return {"failed": 1, "conditions": [{"type": "Failed", "status": "True", "message": "deleted"}]}
+            return {
+                "failed": 1,
+                "conditions": [{"type": "Failed", "status": "True", "message": "deleted"}],
+            }
         if self.hold or job.reads < self.succeed_after:
             return {"active": 1}
         if self.fail:
-            return {"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                                                 "message": "Job has reached the specified backoff limit"}]}
+            return {
+                "failed": 1,
+                "conditions": [
+                    {
+                        "type": "Failed",
+                        "status": "True",
+                        "reason": "BackoffLimitExceeded",
+                        "message": "Job has reached the specified backoff limit",
+                    }
+                ],
+            }
         return {"succeeded": 1}
 
     def log(self, job: FakeJob) -> str:
@@ -73,13 +86,17 @@ def handler_for(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
 
         def _authorised(self) -> bool:
             with cluster.lock:
-                cluster.requests.append((self.command, self.path, self.headers.get("Authorization", "")))
+                cluster.requests.append(
+                    (self.command, self.path, self.headers.get("Authorization", ""))
+                )
             if self.headers.get("Authorization") == f"Bearer {cluster.token}":
                 return True
-            self._send(401, {"kind": "Status", "status": "Failure", "reason": "Unauthorized", "code": 401})
+            self._send(
+                401, {"kind": "Status", "status": "Failure", "reason": "Unauthorized", "code": 401}
+            )
             return False
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             if not self._authorised():
                 return
             match = JOBS.match(urlparse(self.path).path)
@@ -89,41 +106,76 @@ def handler_for(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
             name = manifest["metadata"]["name"]
             with cluster.lock:
                 if name in cluster.jobs:
-                    return self._send(409, {"kind": "Status", "reason": "AlreadyExists", "code": 409})
+                    return self._send(
+                        409, {"kind": "Status", "reason": "AlreadyExists", "code": 409}
+                    )
                 cluster.jobs[name] = FakeJob(manifest)
             if cluster.on_create:
                 cluster.on_create(manifest)
-            self._send(201, {**manifest, "metadata": {**manifest["metadata"], "uid": "uid-" + name}})
+            self._send(
+                201, {**manifest, "metadata": {**manifest["metadata"], "uid": "uid-" + name}}
+            )
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             if not self._authorised():
                 return
             url = urlparse(self.path)
             if url.path == "/api/v1/nodes":
-                return self._send(200, {"kind": "NodeList", "apiVersion": "v1", "items": [
-                    {"metadata": {"name": "gpu-node-1"}, "status": {
-                        "allocatable": {"cpu": "7500m", "memory": "30Gi", "nvidia.com/gpu": "1"},
-                        "conditions": [{"type": "Ready", "status": "True"}]}}]})
+                return self._send(
+                    200,
+                    {
+                        "kind": "NodeList",
+                        "apiVersion": "v1",
+                        "items": [
+                            {
+                                "metadata": {"name": "gpu-node-1"},
+                                "status": {
+                                    "allocatable": {
+                                        "cpu": "7500m",
+                                        "memory": "30Gi",
+                                        "nvidia.com/gpu": "1",
+                                    },
+                                    "conditions": [{"type": "Ready", "status": "True"}],
+                                },
+                            }
+                        ],
+                    },
+                )
             if (match := JOBS.match(url.path)) and match.group(2):
                 job = cluster.jobs.get(match.group(2))
                 if job is None:
                     return self._send(404, {"kind": "Status", "code": 404})
                 with cluster.lock:
                     status = cluster.status(job)
-                return self._send(200, {"apiVersion": "batch/v1", "kind": "Job",
-                                        "metadata": job.manifest["metadata"], "status": status})
+                return self._send(
+                    200,
+                    {
+                        "apiVersion": "batch/v1",
+                        "kind": "Job",
+                        "metadata": job.manifest["metadata"],
+                        "status": status,
+                    },
+                )
             if match := PODS.match(url.path):
                 if match.group(2):
                     job = cluster.jobs.get(match.group(2).removesuffix("-pod"))
                     return self._send(200, cluster.log(job) if job else "", "text/plain")
                 selector = parse_qs(url.query).get("labelSelector", [""])[0]
                 name = selector.removeprefix("job-name=")
-                items = [{"metadata": {"name": f"{name}-pod", "labels": {"job-name": name}}, "status": {"phase": "Running"}}
-                         ] if name in cluster.jobs else []
+                items = (
+                    [
+                        {
+                            "metadata": {"name": f"{name}-pod", "labels": {"job-name": name}},
+                            "status": {"phase": "Running"},
+                        }
+                    ]
+                    if name in cluster.jobs
+                    else []
+                )
                 return self._send(200, {"kind": "PodList", "apiVersion": "v1", "items": items})
             self._send(404, {"kind": "Status", "code": 404})
 
-        def do_DELETE(self) -> None:  # noqa: N802
+        def do_DELETE(self) -> None:
             if not self._authorised():
                 return
             match = JOBS.match(urlparse(self.path).path)

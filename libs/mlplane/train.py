@@ -13,6 +13,7 @@ Every model file left in the output folder (`*.onnx`, `*.joblib`) becomes a chec
 `<name>.metrics.json` beside it gives that checkpoint its own metrics, otherwise the job's last
 logged value of each metric is used.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,14 @@ def log_metric(name: str, value: float, step: int | None = None) -> None:
         fh.write(line + "\n")
 
 
-def save_model(model: Any, sample: Any = None, *, name: str = "model", format: str = "onnx",
-               metrics: dict[str, float] | None = None) -> Path:
+def save_model(
+    model: Any,
+    sample: Any = None,
+    *,
+    name: str = "model",
+    format: str = "onnx",
+    metrics: dict[str, float] | None = None,
+) -> Path:
     """Write a fitted scikit-learn model as a checkpoint file (ONNX by default, or joblib).
 
     `sample` is a few rows of input; ONNX export needs it to fix input names and types.
@@ -73,7 +80,9 @@ def save_model(model: Any, sample: Any = None, *, name: str = "model", format: s
     else:
         raise ValueError("format must be 'onnx' or 'joblib'")
     if metrics:
-        (out / f"{name}.metrics.json").write_text(json.dumps({k: float(v) for k, v in metrics.items()}))
+        (out / f"{name}.metrics.json").write_text(
+            json.dumps({k: float(v) for k, v in metrics.items()})
+        )
     return path
 
 

@@ -3,6 +3,7 @@ store, runtimes and runner (subscribed to the bus, reconciled with the log).
 
 Importing this module connects to nothing; `_on_start` does, inside the app's lifespan.
 """
+
 from __future__ import annotations
 
 from mlplane import adapters, aggregates
@@ -52,8 +53,13 @@ async def _on_start(kernel: Kernel) -> None:
 
     runtimes = {
         "local://": LocalRuntime(settings.slots),
-        "kubernetes://": KubernetesRuntime(cluster_of, spec_of, namespace=settings.namespace,
-                                           artifacts_url=kernel.settings.artifacts, poll_s=settings.poll_s),
+        "kubernetes://": KubernetesRuntime(
+            cluster_of,
+            spec_of,
+            namespace=settings.namespace,
+            artifacts_url=kernel.settings.artifacts,
+            poll_s=settings.poll_s,
+        ),
     }
     worker = TrainingWorker(kernel, kernel.settings, settings, store, runtimes)
     await worker.start()

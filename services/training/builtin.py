@@ -13,6 +13,7 @@ column, the last one by default). `configuration.params` overrides the estimator
 Each model is exported to ONNX (or joblib with `configuration.format: joblib`), and the ONNX
 model's predictions are checked against the in-memory model's before it is handed over.
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,9 +24,14 @@ from pathlib import Path
 from typing import Any
 
 ARCHITECTURES = ("linear", "gradient_boosting", "mlp")
-ALIASES = {"logistic_regression": "linear", "linear_regression": "linear", "ridge": "linear",
-           "gbm": "gradient_boosting", "gradient-boosting": "gradient_boosting",
-           "neural_network": "mlp"}
+ALIASES = {
+    "logistic_regression": "linear",
+    "linear_regression": "linear",
+    "ridge": "linear",
+    "gbm": "gradient_boosting",
+    "gradient-boosting": "gradient_boosting",
+    "neural_network": "mlp",
+}
 DATASETS = ("iris", "wine", "breast_cancer", "digits", "diabetes", "classification", "regression")
 REGRESSION = ("diabetes", "regression")
 
@@ -33,7 +39,9 @@ REGRESSION = ("diabetes", "regression")
 def canonical(architecture: str) -> str:
     name = ALIASES.get(architecture.lower(), architecture.lower())
     if name not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {architecture!r}; built-in: {', '.join(ARCHITECTURES)}")
+        raise ValueError(
+            f"unknown architecture {architecture!r}; built-in: {', '.join(ARCHITECTURES)}"
+        )
     return name
 
 
@@ -47,9 +55,15 @@ def load_dataset(config: dict[str, Any], data_dir: Path):
         if name not in DATASETS:
             raise ValueError(f"unknown dataset {name!r}; built-in: {', '.join(DATASETS)}")
         if name == "classification":
-            return (*datasets.make_classification(n_samples=300, n_features=8, random_state=0), "classification")
+            return (
+                *datasets.make_classification(n_samples=300, n_features=8, random_state=0),
+                "classification",
+            )
         if name == "regression":
-            return (*datasets.make_regression(n_samples=300, n_features=8, noise=5, random_state=0), "regression")
+            return (
+                *datasets.make_regression(n_samples=300, n_features=8, noise=5, random_state=0),
+                "regression",
+            )
         bunch = getattr(datasets, f"load_{name}")()
         return bunch.data, bunch.target, "regression" if name in REGRESSION else "classification"
     rows, header = [], None
@@ -73,18 +87,27 @@ def estimator(architecture: str, task: str, params: dict[str, Any]):
 
     classify = task == "classification"
     if architecture == "linear":
-        model = (linear_model.LogisticRegression(max_iter=500, **params) if classify
-                 else linear_model.Ridge(**params))
+        model = (
+            linear_model.LogisticRegression(max_iter=500, **params)
+            if classify
+            else linear_model.Ridge(**params)
+        )
         return make_pipeline(StandardScaler(), model)
     if architecture == "gradient_boosting":
         defaults = {"n_estimators": 30, "max_depth": 2, "random_state": 0, **params}
-        return (ensemble.GradientBoostingClassifier(**defaults) if classify
-                else ensemble.GradientBoostingRegressor(**defaults))
+        return (
+            ensemble.GradientBoostingClassifier(**defaults)
+            if classify
+            else ensemble.GradientBoostingRegressor(**defaults)
+        )
     defaults = {"hidden_layer_sizes": (16,), "max_iter": 1000, "random_state": 0, **params}
     if "hidden_layer_sizes" in params:
         defaults["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
-    model = (neural_network.MLPClassifier(**defaults) if classify
-             else neural_network.MLPRegressor(**defaults))
+    model = (
+        neural_network.MLPClassifier(**defaults)
+        if classify
+        else neural_network.MLPRegressor(**defaults)
+    )
     return make_pipeline(StandardScaler(), model)
 
 
@@ -93,11 +116,16 @@ def score(model, X, y, task: str) -> dict[str, float]:
 
     predicted = model.predict(X)
     if task == "classification":
-        return {"accuracy": float(metrics.accuracy_score(y, predicted)),
-                "f1": float(metrics.f1_score(y, predicted, average="macro"))}
+        return {
+            "accuracy": float(metrics.accuracy_score(y, predicted)),
+            "f1": float(metrics.f1_score(y, predicted, average="macro")),
+        }
     rmse = float(metrics.mean_squared_error(y, predicted) ** 0.5)
-    return {"r2": float(metrics.r2_score(y, predicted)), "rmse": rmse,
-            "mae": float(metrics.mean_absolute_error(y, predicted))}
+    return {
+        "r2": float(metrics.r2_score(y, predicted)),
+        "rmse": rmse,
+        "mae": float(metrics.mean_absolute_error(y, predicted)),
+    }
 
 
 def onnx_agreement(path: Path, model, X, task: str) -> float:
@@ -120,14 +148,16 @@ def grid(config: dict[str, Any]) -> list[dict[str, Any]]:
     if not axes:
         return [base]
     keys = sorted(axes)
-    return [{**base, **dict(zip(keys, values))} for values in itertools.product(*(axes[k] for k in keys))]
+    return [
+        {**base, **dict(zip(keys, values))}
+        for values in itertools.product(*(axes[k] for k in keys))
+    ]
 
 
 def main(config_path: str) -> int:
     import numpy as np
-    from sklearn.model_selection import train_test_split
-
     from mlplane import train
+    from sklearn.model_selection import train_test_split
 
     spec = json.loads(Path(config_path).read_text())
     config = spec.get("configuration") or {}
@@ -135,19 +165,30 @@ def main(config_path: str) -> int:
     X, y, task = load_dataset(config, train.data_dir())
     X = np.asarray(X, dtype=np.float32)
     X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=float(config.get("test_size", 0.25)), random_state=0)
-    print(f"{architecture} ({task}) on {len(X_train)} training rows, {len(X_test)} test rows, "
-          f"{X.shape[1]} features", flush=True)
+        X, y, test_size=float(config.get("test_size", 0.25)), random_state=0
+    )
+    print(
+        f"{architecture} ({task}) on {len(X_train)} training rows, {len(X_test)} test rows, "
+        f"{X.shape[1]} features",
+        flush=True,
+    )
     fmt = config.get("format", "onnx")
     combos = grid(config)
     for index, params in enumerate(combos, start=1):
         model = estimator(architecture, task, params).fit(X_train, y_train)
         measured = score(model, X_test, y_test, task)
-        name = spec.get("name", "model") if len(combos) == 1 else f"{spec.get('name', 'model')}-{index}"
+        name = (
+            spec.get("name", "model")
+            if len(combos) == 1
+            else f"{spec.get('name', 'model')}-{index}"
+        )
         path = train.save_model(model, X_train[:1], name=name, format=fmt, metrics=measured)
         if fmt == "onnx":
             agreement = onnx_agreement(path, model, X_test, task)
-            print(f"{name}: ONNX agrees with the fitted model on {agreement:.1%} of test rows", flush=True)
+            print(
+                f"{name}: ONNX agrees with the fitted model on {agreement:.1%} of test rows",
+                flush=True,
+            )
             if agreement < 0.98:
                 raise SystemExit(f"the ONNX export of {name} disagrees with the fitted model")
         for metric, value in measured.items():

@@ -6,6 +6,7 @@ requirements and resources. Each part is hashed over its sorted (path, content h
 the same code packed twice, in another order or another format, has the same hash; provenance
 names these hashes. Parts are stored once per hash as deterministic tar.gz files.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,9 +22,8 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
 from mlplane.artifacts import ArtifactStore
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .unpack import Limits, UnsafeBundle, unpack
 
@@ -103,7 +103,9 @@ def tree_hash(root: Path, paths: list[Path]) -> str:
 
 
 def parameters_hash(parameters: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(parameters, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(parameters, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
 
 
 def bundle_root(unpacked: Path) -> Path:
@@ -121,18 +123,26 @@ def read_manifest(root: Path) -> Manifest:
         path = root / name
         if path.is_file() and not path.is_symlink():
             try:
-                raw = yaml.safe_load(path.read_text()) if name != "mlplane.json" else json.loads(path.read_text())
+                raw = (
+                    yaml.safe_load(path.read_text())
+                    if name != "mlplane.json"
+                    else json.loads(path.read_text())
+                )
                 manifest = Manifest.model_validate(raw or {})
             except (yaml.YAMLError, ValueError, UnicodeDecodeError) as exc:
                 detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-                raise UnsafeBundle(f"{name} is not a valid manifest: {detail}", entry=name) from None
+                raise UnsafeBundle(
+                    f"{name} is not a valid manifest: {detail}", entry=name
+                ) from None
             break
     else:
         manifest = Manifest()
     entry = PurePosixPath(manifest.entrypoint)
     if entry.is_absolute() or ".." in entry.parts or not (root / entry).is_file():
-        raise UnsafeBundle(f"the entrypoint {manifest.entrypoint!r} is not a file of the bundle",
-                           entry=manifest.entrypoint)
+        raise UnsafeBundle(
+            f"the entrypoint {manifest.entrypoint!r} is not a file of the bundle",
+            entry=manifest.entrypoint,
+        )
     return manifest
 
 
@@ -140,7 +150,9 @@ def split(root: Path, manifest: Manifest) -> tuple[list[Path], list[Path]]:
     """Code paths and data paths (files and links) of an unpacked bundle."""
     data_dir = PurePosixPath(manifest.data)
     if data_dir.is_absolute() or ".." in data_dir.parts:
-        raise UnsafeBundle(f"the data folder {manifest.data!r} is outside the bundle", entry=manifest.data)
+        raise UnsafeBundle(
+            f"the data folder {manifest.data!r} is outside the bundle", entry=manifest.data
+        )
     code, data = [], []
     for path in root.rglob("*"):
         if path.is_dir() and not path.is_symlink():
@@ -189,7 +201,8 @@ async def ingest(archive: Path, store: ArtifactStore, limits: Limits) -> Ingeste
         found = await asyncio.to_thread(survey, archive, Path(tmp) / "unpacked", limits)
         root, manifest, code, data = found.root, found.manifest, found.code, found.data
         code_hash, data_hash = await asyncio.gather(
-            asyncio.to_thread(tree_hash, root, code), asyncio.to_thread(tree_hash, root, data))
+            asyncio.to_thread(tree_hash, root, code), asyncio.to_thread(tree_hash, root, data)
+        )
         params_hash = parameters_hash(manifest.parameters)
         bundle_hash = hashlib.sha256(f"{code_hash}:{data_hash}:{params_hash}".encode()).hexdigest()
         for key, paths in ((code_key(code_hash), code), (data_key(data_hash), data)):
@@ -198,12 +211,21 @@ async def ingest(archive: Path, store: ArtifactStore, limits: Limits) -> Ingeste
                 await asyncio.to_thread(pack, root, paths, part)
                 await store.put_file(key, part)
         size = sum(p.stat().st_size for p in code + data if p.is_file() and not p.is_symlink())
-        return Ingested(manifest, code_hash, data_hash, params_hash, bundle_hash,
-                        await asyncio.to_thread(sha256_file, archive), found.files, size)
+        return Ingested(
+            manifest,
+            code_hash,
+            data_hash,
+            params_hash,
+            bundle_hash,
+            await asyncio.to_thread(sha256_file, archive),
+            found.files,
+            size,
+        )
 
 
-async def fetch_parts(store: ArtifactStore, code_hash: str, data_hash: str, dest: Path,
-                      limits: Limits) -> None:
+async def fetch_parts(
+    store: ArtifactStore, code_hash: str, data_hash: str, dest: Path, limits: Limits
+) -> None:
     """Lay a bundle's stored parts out again under `dest` (with the same safe unpacker)."""
     with tempfile.TemporaryDirectory(prefix="mlplane-parts-") as tmp:
         keys = [code_key(code_hash)] + ([data_key(data_hash)] if data_hash != EMPTY else [])

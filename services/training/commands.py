@@ -1,5 +1,6 @@
 """Commands the training context decides on. Each carries what its pure decision needs (ids,
 the runner's identity, results measured by a worker), so `handlers` does no I/O."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -4,6 +4,7 @@ Both answer the same three questions (list files, read the head of one, fetch on
 scanning and fetching training data never care which kind they talk to. Blocking clients run in
 worker threads. A local connector may only name a folder under the platform's datasets root.
 """
+
 from __future__ import annotations
 
 import abc
@@ -12,7 +13,7 @@ import csv
 import io
 import shutil
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -59,8 +60,10 @@ class Source(abc.ABC):
             return await asyncio.to_thread(fn, *args)
         except MlplaneError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the store's own error, told to the caller
-            raise ConnectorUnavailable(f"the connector's storage answered: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            raise ConnectorUnavailable(
+                f"the connector's storage answered: {type(exc).__name__}: {exc}"
+            ) from exc
 
 
 def check(key: str) -> str:
@@ -77,8 +80,12 @@ class S3Source(Source):
         creds = credentials or {}
         self.bucket = config["bucket"]
         self.prefix = (config.get("prefix") or "").strip("/")
-        self.client = s3_client(config.get("endpoint_url"), config.get("region"),
-                                creds.get("access_key_id"), creds.get("secret_access_key"))
+        self.client = s3_client(
+            config.get("endpoint_url"),
+            config.get("region"),
+            creds.get("access_key_id"),
+            creds.get("secret_access_key"),
+        )
 
     def _full(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -87,12 +94,17 @@ class S3Source(Source):
         strip = len(self.prefix) + 1 if self.prefix else 0
         found: list[FileInfo] = []
         pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=self._full(prefix), PaginationConfig={"PageSize": min(limit, 1000)})
+            Bucket=self.bucket,
+            Prefix=self._full(prefix),
+            PaginationConfig={"PageSize": min(limit, 1000)},
+        )
         for page in pages:
             for obj in page.get("Contents", []):
                 if obj["Key"].endswith("/"):
                     continue
-                found.append(FileInfo(obj["Key"][strip:], obj["Size"], obj["LastModified"].isoformat()))
+                found.append(
+                    FileInfo(obj["Key"][strip:], obj["Size"], obj["LastModified"].isoformat())
+                )
                 if len(found) >= limit:
                     return found
         return found
@@ -101,7 +113,9 @@ class S3Source(Source):
         from botocore.exceptions import ClientError
 
         try:
-            answer = self.client.get_object(Bucket=self.bucket, Key=self._full(key), Range=f"bytes=0-{size - 1}")
+            answer = self.client.get_object(
+                Bucket=self.bucket, Key=self._full(key), Range=f"bytes=0-{size - 1}"
+            )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
                 raise NotFound(f"no file {key!r} in this connector") from None
@@ -130,7 +144,7 @@ class LocalSource(Source):
             key = path.relative_to(self.root).as_posix()
             if path.is_file() and not path.is_symlink() and key.startswith(prefix):
                 stat = path.stat()
-                modified = datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat()
+                modified = datetime.fromtimestamp(stat.st_mtime, UTC).isoformat()
                 found.append(FileInfo(key, stat.st_size, modified))
                 if len(found) >= limit:
                     break
@@ -147,12 +161,15 @@ class LocalSource(Source):
 def local_root(datasets: Path, folder: str) -> Path:
     root = (datasets / folder).resolve()
     if root != datasets and datasets not in root.parents:
-        raise Invalid(f"a local connector's path must be a folder under {datasets}", field="local.path")
+        raise Invalid(
+            f"a local connector's path must be a folder under {datasets}", field="local.path"
+        )
     return root
 
 
-def open_source(kind: str, config: dict[str, Any], credentials: dict[str, str] | None,
-                datasets: Path) -> Source:
+def open_source(
+    kind: str, config: dict[str, Any], credentials: dict[str, str] | None, datasets: Path
+) -> Source:
     if kind == "aws-s3":
         return S3Source(config, credentials)
     if kind == "local":
@@ -178,9 +195,15 @@ def sniff(key: str, head: bytes) -> dict[str, Any]:
     if not rows:
         return info
     header, sample = rows[0], rows[1:]
-    info.update(format="csv", delimiter=delimiter, sampled_rows=len(sample),
-                columns=[{"name": name, "type": column_type([r[i] for r in sample if i < len(r)])}
-                         for i, name in enumerate(header)])
+    info.update(
+        format="csv",
+        delimiter=delimiter,
+        sampled_rows=len(sample),
+        columns=[
+            {"name": name, "type": column_type([r[i] for r in sample if i < len(r)])}
+            for i, name in enumerate(header)
+        ],
+    )
     return info
 
 

@@ -4,12 +4,12 @@ Connector credentials and cluster tokens are accepted, stored encrypted in the e
 personal fields of their own subject) and never answered; deleting a connector or a cluster
 destroys its key, so the secret is unreadable from then on, in replays too.
 """
+
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
-
 from mlplane import aggregates
 from mlplane.deps import ContextDep, KernelDep, PrincipalDep
 from mlplane.events import new_id
@@ -20,11 +20,17 @@ from . import models as m
 from .connectors import ConnectorUnavailable, file_dicts, open_source, scan
 from .handlers import CLUSTERS, CONNECTORS, DATA_MODELS
 from .kube import cluster_status
-from .projections import CLUSTERS as CLUSTER_DOCS, CONNECTORS as CONNECTOR_DOCS, DATA_MODELS as DATA_MODEL_DOCS
+from .projections import CLUSTERS as CLUSTER_DOCS
+from .projections import CONNECTORS as CONNECTOR_DOCS
+from .projections import DATA_MODELS as DATA_MODEL_DOCS
 from .views import not_found, service, space_of, write
 
-data_models = APIRouter(prefix="/api/v1/data-models", tags=["data-models"], responses=PROBLEM_RESPONSES)
-connectors = APIRouter(prefix="/api/v1/connectors", tags=["connectors"], responses=PROBLEM_RESPONSES)
+data_models = APIRouter(
+    prefix="/api/v1/data-models", tags=["data-models"], responses=PROBLEM_RESPONSES
+)
+connectors = APIRouter(
+    prefix="/api/v1/connectors", tags=["connectors"], responses=PROBLEM_RESPONSES
+)
 clusters = APIRouter(prefix="/api/v1/clusters", tags=["clusters"], responses=PROBLEM_RESPONSES)
 
 
@@ -39,16 +45,24 @@ async def scoped(kernel, collection: str, kind: str, entity_id: str, space: str)
 
 
 @data_models.get("")
-async def list_data_models(request: Request, kernel: KernelDep, principal: PrincipalDep,
-                           page: PageParams) -> ListPage[m.DataModelPublic]:
+async def list_data_models(
+    request: Request, kernel: KernelDep, principal: PrincipalDep, page: PageParams
+) -> ListPage[m.DataModelPublic]:
     """List data models (limit, after)."""
     space = space_of(request, principal, "data-models:list")
-    return await list_page(kernel.docs, DATA_MODEL_DOCS, m.DataModelPublic, page, {"space_id": space})
+    return await list_page(
+        kernel.docs, DATA_MODEL_DOCS, m.DataModelPublic, page, {"space_id": space}
+    )
 
 
 @data_models.post("", status_code=status.HTTP_201_CREATED)
-async def create_data_model(body: m.DataModelCreate, request: Request, kernel: KernelDep,
-                            principal: PrincipalDep, ctx: ContextDep) -> m.DataModelPublic:
+async def create_data_model(
+    body: m.DataModelCreate,
+    request: Request,
+    kernel: KernelDep,
+    principal: PrincipalDep,
+    ctx: ContextDep,
+) -> m.DataModelPublic:
     """Create a data model."""
     space = space_of(request, principal, "data-models:create")
     command = c.CreateDataModel(data_model_id=new_id(), space_id=space, **body.model_dump())
@@ -57,25 +71,43 @@ async def create_data_model(body: m.DataModelCreate, request: Request, kernel: K
 
 
 @data_models.get("/{id}")
-async def get_data_model(id: str, request: Request, kernel: KernelDep, principal: PrincipalDep) -> m.DataModelPublic:
+async def get_data_model(
+    id: str, request: Request, kernel: KernelDep, principal: PrincipalDep
+) -> m.DataModelPublic:
     """Get a data model by id."""
     space = space_of(request, principal, "data-models:get")
-    return m.DataModelPublic.model_validate(await scoped(kernel, DATA_MODEL_DOCS, "data model", id, space))
+    return m.DataModelPublic.model_validate(
+        await scoped(kernel, DATA_MODEL_DOCS, "data model", id, space)
+    )
 
 
 @data_models.patch("/{id}")
-async def update_data_model(id: str, body: m.DataModelUpdate, request: Request, kernel: KernelDep,
-                            principal: PrincipalDep, ctx: ContextDep) -> m.DataModelPublic:
+async def update_data_model(
+    id: str,
+    body: m.DataModelUpdate,
+    request: Request,
+    kernel: KernelDep,
+    principal: PrincipalDep,
+    ctx: ContextDep,
+) -> m.DataModelPublic:
     """Rename a data model or change its description."""
     space = space_of(request, principal, "data-models:update")
     await scoped(kernel, DATA_MODEL_DOCS, "data model", id, space)
-    state = await write(kernel, DATA_MODELS, id, c.UpdateDataModel(data_model_id=id, **body.model_dump()), ctx, space)
+    state = await write(
+        kernel,
+        DATA_MODELS,
+        id,
+        c.UpdateDataModel(data_model_id=id, **body.model_dump()),
+        ctx,
+        space,
+    )
     return m.DataModelPublic.model_validate(state.to_doc())
 
 
 @data_models.delete("/{id}")
-async def delete_data_model(id: str, request: Request, kernel: KernelDep, principal: PrincipalDep,
-                            ctx: ContextDep) -> m.Ref:
+async def delete_data_model(
+    id: str, request: Request, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep
+) -> m.Ref:
     """Delete a data model."""
     space = space_of(request, principal, "data-models:delete")
     await scoped(kernel, DATA_MODEL_DOCS, "data model", id, space)
@@ -89,13 +121,15 @@ async def delete_data_model(id: str, request: Request, kernel: KernelDep, princi
 def public_connector(doc: dict) -> m.ConnectorPublic:
     config = doc.get("config", {})
     provider = "aws" if doc["type"] == "aws-s3" else "local"
-    return m.ConnectorPublic.model_validate({**doc, **config, "provider": provider,
-                                             "region": config.get("region", "")})
+    return m.ConnectorPublic.model_validate(
+        {**doc, **config, "provider": provider, "region": config.get("region", "")}
+    )
 
 
 @connectors.get("")
-async def list_connectors(request: Request, kernel: KernelDep, principal: PrincipalDep,
-                          page: PageParams) -> ListPage[m.ConnectorPublic]:
+async def list_connectors(
+    request: Request, kernel: KernelDep, principal: PrincipalDep, page: PageParams
+) -> ListPage[m.ConnectorPublic]:
     """List connectors (limit, after)."""
     space = space_of(request, principal, "data-models:list")
     found = await list_page(kernel.docs, CONNECTOR_DOCS, m.Ref, page, {"space_id": space})
@@ -105,23 +139,39 @@ async def list_connectors(request: Request, kernel: KernelDep, principal: Princi
 
 
 @connectors.post("", status_code=status.HTTP_201_CREATED)
-async def create_connector(body: m.ConnectorCreate, request: Request, kernel: KernelDep,
-                           principal: PrincipalDep, ctx: ContextDep) -> m.ConnectorPublic:
+async def create_connector(
+    body: m.ConnectorCreate,
+    request: Request,
+    kernel: KernelDep,
+    principal: PrincipalDep,
+    ctx: ContextDep,
+) -> m.ConnectorPublic:
     """Create a connector (`aws-s3` with an `s3` config, or `local` with a folder); its
     storage is reached once to set its status."""
     space = space_of(request, principal, "data-models:create")
     config, credentials = split_config(body)
     training = service(kernel)
-    source = open_source(body.type, config, credentials, training.settings.datasets(kernel.settings.home))
+    source = open_source(
+        body.type, config, credentials, training.settings.datasets(kernel.settings.home)
+    )
     try:
         await source.list("", 1)
         reachable = "ready"
     except ConnectorUnavailable as exc:
         reachable = f"unreachable: {exc.detail[:300]}"
-    command = c.CreateConnector(connector_id=new_id(), space_id=space, name=body.name, type=body.type,
-                                config=config, credentials=credentials, status=reachable)
+    command = c.CreateConnector(
+        connector_id=new_id(),
+        space_id=space,
+        name=body.name,
+        type=body.type,
+        config=config,
+        credentials=credentials,
+        status=reachable,
+    )
     await write(kernel, CONNECTORS, command.connector_id, command, ctx, space)
-    return public_connector(await scoped(kernel, CONNECTOR_DOCS, "connector", command.connector_id, space))
+    return public_connector(
+        await scoped(kernel, CONNECTOR_DOCS, "connector", command.connector_id, space)
+    )
 
 
 def split_config(body: m.ConnectorCreate) -> tuple[dict, dict | None]:
@@ -141,19 +191,27 @@ async def connector_source(kernel, space: str, connector_id: str):
     await scoped(kernel, CONNECTOR_DOCS, "connector", connector_id, space)
     state, _ = await aggregates.load(kernel.log, CONNECTORS, connector_id)
     training = service(kernel)
-    return open_source(state.type, state.config, state.credentials, training.settings.datasets(kernel.settings.home))
+    return open_source(
+        state.type,
+        state.config,
+        state.credentials,
+        training.settings.datasets(kernel.settings.home),
+    )
 
 
 @connectors.get("/{id}")
-async def get_connector(id: str, request: Request, kernel: KernelDep, principal: PrincipalDep) -> m.ConnectorPublic:
+async def get_connector(
+    id: str, request: Request, kernel: KernelDep, principal: PrincipalDep
+) -> m.ConnectorPublic:
     """Get a connector by id."""
     space = space_of(request, principal, "data-models:get")
     return public_connector(await scoped(kernel, CONNECTOR_DOCS, "connector", id, space))
 
 
 @connectors.delete("/{id}")
-async def delete_connector(id: str, request: Request, kernel: KernelDep, principal: PrincipalDep,
-                           ctx: ContextDep) -> m.Ref:
+async def delete_connector(
+    id: str, request: Request, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep
+) -> m.Ref:
     """Delete a connector; its credentials' key is destroyed."""
     space = space_of(request, principal, "data-models:delete")
     await scoped(kernel, CONNECTOR_DOCS, "connector", id, space)
@@ -163,9 +221,14 @@ async def delete_connector(id: str, request: Request, kernel: KernelDep, princip
 
 
 @connectors.get("/{id}/files")
-async def list_files(id: str, request: Request, kernel: KernelDep, principal: PrincipalDep,
-                     prefix: Annotated[str, Query(max_length=1000)] = "",
-                     limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[m.FilePublic]:
+async def list_files(
+    id: str,
+    request: Request,
+    kernel: KernelDep,
+    principal: PrincipalDep,
+    prefix: Annotated[str, Query(max_length=1000)] = "",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[m.FilePublic]:
     """List the files of a connector (prefix, limit)."""
     space = space_of(request, principal, "data-models:get")
     source = await connector_source(kernel, space, id)
@@ -173,8 +236,14 @@ async def list_files(id: str, request: Request, kernel: KernelDep, principal: Pr
 
 
 @connectors.post("/{id}/scan")
-async def scan_connector(id: str, body: m.ScanRequest, request: Request, kernel: KernelDep,
-                         principal: PrincipalDep, ctx: ContextDep) -> m.ScanPublic:
+async def scan_connector(
+    id: str,
+    body: m.ScanRequest,
+    request: Request,
+    kernel: KernelDep,
+    principal: PrincipalDep,
+    ctx: ContextDep,
+) -> m.ScanPublic:
     """Scan files of a connector (all, or those named): format, columns and column types."""
     space = space_of(request, principal, "data-models:update")
     source = await connector_source(kernel, space, id)
@@ -194,21 +263,33 @@ async def cluster_doc(kernel, space: str) -> dict:
 
 
 @clusters.get("")
-async def get_cluster(request: Request, kernel: KernelDep, principal: PrincipalDep) -> m.ClusterStatus:
+async def get_cluster(
+    request: Request, kernel: KernelDep, principal: PrincipalDep
+) -> m.ClusterStatus:
     """The space's cluster, with its nodes and resources as its API reports them."""
     space = space_of(request, principal)
     doc = await cluster_doc(kernel, space)
     state, _ = await aggregates.load(kernel.log, CLUSTERS, space)
     live = await cluster_status(state.manager_url, state.token)
-    return m.ClusterStatus.model_validate({
-        **doc, "nodes": live["nodes"], "resources": live["resources"],
-        "inference": {"manager_url": doc["manager_url"], "status": live["status"]},
-        "ingress": {"url": doc["ingress_url"]}})
+    return m.ClusterStatus.model_validate(
+        {
+            **doc,
+            "nodes": live["nodes"],
+            "resources": live["resources"],
+            "inference": {"manager_url": doc["manager_url"], "status": live["status"]},
+            "ingress": {"url": doc["ingress_url"]},
+        }
+    )
 
 
 @clusters.post("", status_code=status.HTTP_201_CREATED)
-async def create_cluster(body: m.ClusterCreate, request: Request, kernel: KernelDep,
-                         principal: PrincipalDep, ctx: ContextDep) -> m.ClusterPublic:
+async def create_cluster(
+    body: m.ClusterCreate,
+    request: Request,
+    kernel: KernelDep,
+    principal: PrincipalDep,
+    ctx: ContextDep,
+) -> m.ClusterPublic:
     """Register the space's cluster (owners); the token is stored encrypted, never returned."""
     space = space_of(request, principal)
     principal.require(space, owner=True)
@@ -218,17 +299,26 @@ async def create_cluster(body: m.ClusterCreate, request: Request, kernel: Kernel
 
 
 @clusters.patch("")
-async def update_cluster(body: m.ClusterUpdate, request: Request, kernel: KernelDep,
-                         principal: PrincipalDep, ctx: ContextDep) -> m.ClusterPublic:
+async def update_cluster(
+    body: m.ClusterUpdate,
+    request: Request,
+    kernel: KernelDep,
+    principal: PrincipalDep,
+    ctx: ContextDep,
+) -> m.ClusterPublic:
     """Change the space's cluster URLs or token (owners)."""
     space = space_of(request, principal)
     principal.require(space, owner=True)
-    await write(kernel, CLUSTERS, space, c.UpdateCluster(space_id=space, **body.model_dump()), ctx, space)
+    await write(
+        kernel, CLUSTERS, space, c.UpdateCluster(space_id=space, **body.model_dump()), ctx, space
+    )
     return m.ClusterPublic.model_validate(await cluster_doc(kernel, space))
 
 
 @clusters.delete("")
-async def delete_cluster(request: Request, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep) -> m.Ref:
+async def delete_cluster(
+    request: Request, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep
+) -> m.Ref:
     """Delete the space's cluster (owners); its token's key is destroyed."""
     space = space_of(request, principal)
     principal.require(space, owner=True)

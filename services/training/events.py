@@ -9,6 +9,7 @@ Connector credentials and cluster tokens are personal fields: the event log stor
 encrypted under a key of their own connector or cluster, and deleting one destroys that key, so
 the secret is gone from every replay as well.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -5,16 +5,16 @@ an event. Claiming a queued training is a decision on its stream, so when two ru
 it the optimistic append lets exactly one win; reporting the end of a training that has already
 ended (killed while its process was exiting, say) decides nothing instead of failing.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from mlplane.aggregates import Aggregate
 from mlplane.errors import Conflict, MlplaneError, NotFound
 from mlplane.events import Envelope, Event
+from pydantic import BaseModel, ConfigDict
 
 from . import commands as c
 from . import events as e
@@ -103,28 +103,53 @@ def evolve_training(state: TrainingState, env: Envelope) -> TrainingState:
     match env.data:
         case e.TrainingCreated() as ev:
             fields = ev.model_dump(exclude={"training_id"})
-            return TrainingState(id=ev.training_id, status=QUEUED, created_at=at,
-                                 created_by=env.actor or "", **fields, **touched)
+            return TrainingState(
+                id=ev.training_id,
+                status=QUEUED,
+                created_at=at,
+                created_by=env.actor or "",
+                **fields,
+                **touched,
+            )
         case e.TrainingUpdated() as ev:
-            changes = {k: v for k, v in ev.model_dump(exclude={"training_id"}).items() if v is not None}
+            changes = {
+                k: v for k, v in ev.model_dump(exclude={"training_id"}).items() if v is not None
+            }
             return state.model_copy(update={**changes, **touched})
         case e.TrainingBuildStarted(runner=runner):
             return state.model_copy(update={"status": BUILDING, "runner": runner, **touched})
         case e.TrainingStarted() as ev:
-            return state.model_copy(update={
-                "status": RUNNING, "runner": ev.runner, "pid": ev.pid, "job_name": ev.job_name,
-                "environment": ev.environment, "started_at": at, **touched})
+            return state.model_copy(
+                update={
+                    "status": RUNNING,
+                    "runner": ev.runner,
+                    "pid": ev.pid,
+                    "job_name": ev.job_name,
+                    "environment": ev.environment,
+                    "started_at": at,
+                    **touched,
+                }
+            )
         case e.CheckpointCreated(checkpoint_id=cid):
             return state.model_copy(update={"checkpoints": [*state.checkpoints, cid], **touched})
         case e.TrainingSucceeded(metrics=metrics):
-            return state.model_copy(update={"status": SUCCEEDED, "metrics": metrics,
-                                            "finished_at": at, **touched})
+            return state.model_copy(
+                update={"status": SUCCEEDED, "metrics": metrics, "finished_at": at, **touched}
+            )
         case e.TrainingFailed(reason=reason, exit_code=code):
-            return state.model_copy(update={"status": FAILED, "reason": reason, "exit_code": code,
-                                            "finished_at": at, **touched})
+            return state.model_copy(
+                update={
+                    "status": FAILED,
+                    "reason": reason,
+                    "exit_code": code,
+                    "finished_at": at,
+                    **touched,
+                }
+            )
         case e.TrainingKilled(reason=reason):
-            return state.model_copy(update={"status": KILLED, "reason": reason,
-                                            "finished_at": at, **touched})
+            return state.model_copy(
+                update={"status": KILLED, "reason": reason, "finished_at": at, **touched}
+            )
         case e.TrainingDeleted():
             return state.model_copy(update={"deleted": True, **touched})
     return state
@@ -147,8 +172,11 @@ RECIPE = ("architecture", "configuration", "connectors")
 
 def update_training(state: TrainingState, cmd: c.UpdateTraining) -> list[Event]:
     _live(state, cmd.training_id)
-    changes = {k: v for k, v in cmd.model_dump(exclude={"training_id"}).items()
-               if v is not None and v != getattr(state, k)}
+    changes = {
+        k: v
+        for k, v in cmd.model_dump(exclude={"training_id"}).items()
+        if v is not None and v != getattr(state, k)
+    }
     if not changes:
         return []
     recipe = [k for k in RECIPE if k in changes]
@@ -175,13 +203,23 @@ def record_checkpoint(state: TrainingState, cmd: c.RecordCheckpoint) -> list[Eve
     if not state.live or state.status != RUNNING:
         return []
     provenance = {
-        "training_name": state.name, "source": state.source, "owner": state.owner,
-        "bundle_id": state.bundle_id, "code_hash": state.code_hash, "data_hash": state.data_hash,
-        "parameters_hash": state.parameters_hash, "bundle_hash": state.bundle_hash,
-        "entrypoint": state.entrypoint, "parameters": state.parameters,
-        "architecture": state.architecture, "configuration": state.configuration,
-        "data_model_id": state.data_model_id, "connectors": state.connectors,
-        "runtime": state.runtime, "runner": state.runner, "environment": state.environment,
+        "training_name": state.name,
+        "source": state.source,
+        "owner": state.owner,
+        "bundle_id": state.bundle_id,
+        "code_hash": state.code_hash,
+        "data_hash": state.data_hash,
+        "parameters_hash": state.parameters_hash,
+        "bundle_hash": state.bundle_hash,
+        "entrypoint": state.entrypoint,
+        "parameters": state.parameters,
+        "architecture": state.architecture,
+        "configuration": state.configuration,
+        "data_model_id": state.data_model_id,
+        "connectors": state.connectors,
+        "runtime": state.runtime,
+        "runner": state.runner,
+        "environment": state.environment,
         "started_at": state.started_at,
     }
     return [e.CheckpointCreated(space_id=state.space_id, provenance=provenance, **cmd.model_dump())]
@@ -205,13 +243,17 @@ def kill_training(state: TrainingState, cmd: c.KillTraining) -> list[Event]:
     _live(state, cmd.training_id)
     if not state.active:
         message = f"Job is not running, id: {state.id}"
-        raise JobNotRunning(message, error_code="JOB_NOT_RUNNING", message=message, status_now=state.status)
+        raise JobNotRunning(
+            message, error_code="JOB_NOT_RUNNING", message=message, status_now=state.status
+        )
     return [e.TrainingKilled(training_id=state.id, reason=cmd.reason)]
 
 
 def delete_training(state: TrainingState, cmd: c.DeleteTraining) -> list[Event]:
     _live(state, cmd.training_id)
-    killed = [e.TrainingKilled(training_id=state.id, reason="training deleted")] if state.active else []
+    killed = (
+        [e.TrainingKilled(training_id=state.id, reason="training deleted")] if state.active else []
+    )
     return [*killed, e.TrainingDeleted(training_id=state.id)]
 
 
@@ -256,11 +298,21 @@ def evolve_data_model(state: DataModelState, env: Envelope) -> DataModelState:
     at = stamp(env)
     match env.data:
         case e.DataModelCreated() as ev:
-            return DataModelState(id=ev.data_model_id, space_id=ev.space_id, name=ev.name,
-                                  description=ev.description, created_at=at,
-                                  created_by=env.actor or "", updated_at=at)
+            return DataModelState(
+                id=ev.data_model_id,
+                space_id=ev.space_id,
+                name=ev.name,
+                description=ev.description,
+                created_at=at,
+                created_by=env.actor or "",
+                updated_at=at,
+            )
         case e.DataModelUpdated() as ev:
-            changes = {k: v for k, v in (("name", ev.name), ("description", ev.description)) if v is not None}
+            changes = {
+                k: v
+                for k, v in (("name", ev.name), ("description", ev.description))
+                if v is not None
+            }
             return state.model_copy(update={**changes, "updated_at": at})
         case e.DataModelDeleted():
             return state.model_copy(update={"deleted": True, "updated_at": at})
@@ -324,9 +376,18 @@ def evolve_connector(state: ConnectorState, env: Envelope) -> ConnectorState:
     at = stamp(env)
     match env.data:
         case e.ConnectorCreated() as ev:
-            return ConnectorState(id=ev.connector_id, space_id=ev.space_id, name=ev.name, type=ev.type,
-                                  config=ev.config, credentials=ev.credentials, status=ev.status,
-                                  created_at=at, created_by=env.actor or "", updated_at=at)
+            return ConnectorState(
+                id=ev.connector_id,
+                space_id=ev.space_id,
+                name=ev.name,
+                type=ev.type,
+                config=ev.config,
+                credentials=ev.credentials,
+                status=ev.status,
+                created_at=at,
+                created_by=env.actor or "",
+                updated_at=at,
+            )
         case e.ConnectorScanned(files=files):
             return state.model_copy(update={"files": files, "scanned_at": at, "updated_at": at})
         case e.ConnectorDeleted():
@@ -380,12 +441,22 @@ def evolve_cluster(state: ClusterState, env: Envelope) -> ClusterState:
     at = stamp(env)
     match env.data:
         case e.ClusterRegistered() as ev:
-            return ClusterState(id=ev.cluster_id, space_id=ev.space_id, name=ev.name,
-                                manager_url=ev.manager_url, ingress_url=ev.ingress_url,
-                                token=ev.token, created_at=at, updated_at=at)
+            return ClusterState(
+                id=ev.cluster_id,
+                space_id=ev.space_id,
+                name=ev.name,
+                manager_url=ev.manager_url,
+                ingress_url=ev.ingress_url,
+                token=ev.token,
+                created_at=at,
+                updated_at=at,
+            )
         case e.ClusterUpdated() as ev:
-            changes = {k: v for k, v in ev.model_dump(include={"manager_url", "ingress_url", "token"}).items()
-                       if v is not None}
+            changes = {
+                k: v
+                for k, v in ev.model_dump(include={"manager_url", "ingress_url", "token"}).items()
+                if v is not None
+            }
             return state.model_copy(update={**changes, "updated_at": at})
         case e.ClusterDeleted():
             return state.model_copy(update={"deleted": True, "token": None, "updated_at": at})
@@ -401,9 +472,14 @@ def register_cluster(state: ClusterState, cmd: c.RegisterCluster) -> list[Event]
 def update_cluster(state: ClusterState, cmd: c.UpdateCluster) -> list[Event]:
     if not state.live:
         raise NotFound("this space has no cluster")
-    fields = {k: v for k, v in cmd.model_dump(exclude={"space_id"}).items()
-              if v is not None and v != getattr(state, k)}
-    return [e.ClusterUpdated(space_id=state.space_id, cluster_id=state.id, **fields)] if fields else []
+    fields = {
+        k: v
+        for k, v in cmd.model_dump(exclude={"space_id"}).items()
+        if v is not None and v != getattr(state, k)
+    }
+    return (
+        [e.ClusterUpdated(space_id=state.space_id, cluster_id=state.id, **fields)] if fields else []
+    )
 
 
 def delete_cluster(state: ClusterState, cmd: c.DeleteCluster) -> list[Event]:

@@ -9,6 +9,7 @@ runs `python -m services.training.pod`, which fetches the bundle from the artifa
 `trainings/<id>/output/`, from which the runner lays out checkpoints as for a local job.
 Kill deletes the Job (and its pods, by background propagation).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -42,35 +43,63 @@ def api_client(manager_url: str, token: str | None) -> client.ApiClient:
     return client.ApiClient(config)
 
 
-def build_job(job: JobSpec, spec: dict[str, Any], *, namespace: str, artifacts_url: str) -> client.V1Job:
+def build_job(
+    job: JobSpec, spec: dict[str, Any], *, namespace: str, artifacts_url: str
+) -> client.V1Job:
     """The Job of a training, as the client's model objects."""
     name = job_name(job.training_id)
-    labels = {"app.kubernetes.io/managed-by": "mlplane", LABEL: job.training_id,
-              "mlplane.io/space-id": job.space_id}
+    labels = {
+        "app.kubernetes.io/managed-by": "mlplane",
+        LABEL: job.training_id,
+        "mlplane.io/space-id": job.space_id,
+    }
     quantities = {"cpu": f"{job.cpu:g}", "memory": f"{job.memory_mb}Mi"}
     limits = {**quantities, **({"nvidia.com/gpu": str(job.gpu)} if job.gpu else {})}
-    env = [client.V1EnvVar(name="MLPLANE_TRAINING_ID", value=job.training_id),
-           client.V1EnvVar(name="MLPLANE_ARTIFACTS_URL", value=artifacts_url),
-           client.V1EnvVar(name="MLPLANE_TRAINING_SPEC", value=json.dumps(spec, sort_keys=True))]
+    env = [
+        client.V1EnvVar(name="MLPLANE_TRAINING_ID", value=job.training_id),
+        client.V1EnvVar(name="MLPLANE_ARTIFACTS_URL", value=artifacts_url),
+        client.V1EnvVar(name="MLPLANE_TRAINING_SPEC", value=json.dumps(spec, sort_keys=True)),
+    ]
     container = client.V1Container(
-        name="train", image=job.image, command=["python", "-m", "services.training.pod"], env=env,
+        name="train",
+        image=job.image,
+        command=["python", "-m", "services.training.pod"],
+        env=env,
         resources=client.V1ResourceRequirements(requests=quantities, limits=limits),
-        security_context=client.V1SecurityContext(allow_privilege_escalation=False, run_as_non_root=True,
-                                                  run_as_user=1000))
-    pod = client.V1PodSpec(restart_policy="Never", containers=[container], automount_service_account_token=False)
+        security_context=client.V1SecurityContext(
+            allow_privilege_escalation=False, run_as_non_root=True, run_as_user=1000
+        ),
+    )
+    pod = client.V1PodSpec(
+        restart_policy="Never", containers=[container], automount_service_account_token=False
+    )
     return client.V1Job(
-        api_version="batch/v1", kind="Job",
+        api_version="batch/v1",
+        kind="Job",
         metadata=client.V1ObjectMeta(name=name, namespace=namespace, labels=labels),
         spec=client.V1JobSpec(
-            backoff_limit=0, active_deadline_seconds=int(job.timeout_s), ttl_seconds_after_finished=86400,
-            template=client.V1PodTemplateSpec(metadata=client.V1ObjectMeta(labels=labels), spec=pod)))
+            backoff_limit=0,
+            active_deadline_seconds=int(job.timeout_s),
+            ttl_seconds_after_finished=86400,
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels), spec=pod
+            ),
+        ),
+    )
 
 
 class KubernetesRuntime(Runtime):
     scheme = "kubernetes://"
 
-    def __init__(self, clusters: ClusterLookup, specs: Callable[[str], Awaitable[dict[str, Any]]], *,
-                 namespace: str, artifacts_url: str, poll_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        clusters: ClusterLookup,
+        specs: Callable[[str], Awaitable[dict[str, Any]]],
+        *,
+        namespace: str,
+        artifacts_url: str,
+        poll_s: float = 2.0,
+    ) -> None:
         self.clusters = clusters
         self.specs = specs
         self.namespace = namespace
@@ -88,14 +117,20 @@ class KubernetesRuntime(Runtime):
         api = await self._client(job.space_id)
         name = job_name(job.training_id)
         batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
-        manifest = build_job(job, await self.specs(job.training_id), namespace=self.namespace,
-                             artifacts_url=self.artifacts_url)
+        manifest = build_job(
+            job,
+            await self.specs(job.training_id),
+            namespace=self.namespace,
+            artifacts_url=self.artifacts_url,
+        )
         try:
             await asyncio.to_thread(batch.create_namespaced_job, self.namespace, manifest)
             await hooks.line("runner", f"created Kubernetes job {self.namespace}/{name}")
         except ApiException as exc:
             if exc.status != 409:
-                raise RuntimeError(f"the cluster refused the job: {exc.status} {exc.reason}") from None
+                raise RuntimeError(
+                    f"the cluster refused the job: {exc.status} {exc.reason}"
+                ) from None
         self._active[job.training_id] = (api, name)
         try:
             return await self._watch(job, hooks, batch, core, name)
@@ -105,7 +140,9 @@ class KubernetesRuntime(Runtime):
     async def _watch(self, job: JobSpec, hooks: JobHooks, batch, core, name: str) -> Exit:
         started, seen = False, 0
         while True:
-            current = await asyncio.to_thread(batch.read_namespaced_job_status, name, self.namespace)
+            current = await asyncio.to_thread(
+                batch.read_namespaced_job_status, name, self.namespace
+            )
             state = current.status or client.V1JobStatus()
             if not started and (state.active or state.succeeded or state.failed):
                 started = True
@@ -116,16 +153,24 @@ class KubernetesRuntime(Runtime):
             if state.succeeded:
                 return Exit(0)
             if state.failed:
-                why = "; ".join(c.message or c.reason or "" for c in state.conditions or [] if c.type == "Failed")
+                why = "; ".join(
+                    c.message or c.reason or ""
+                    for c in state.conditions or []
+                    if c.type == "Failed"
+                )
                 return Exit(1, f"the Kubernetes job failed{': ' + why if why else ''}")
             await hooks.tick()
             await asyncio.sleep(self.poll_s)
 
     async def _logs(self, core, name: str, seen: int, hooks: JobHooks) -> int:
-        pods = await asyncio.to_thread(core.list_namespaced_pod, self.namespace, label_selector=f"job-name={name}")
+        pods = await asyncio.to_thread(
+            core.list_namespaced_pod, self.namespace, label_selector=f"job-name={name}"
+        )
         for pod in (pods.items or [])[:1]:
             try:
-                text = await asyncio.to_thread(core.read_namespaced_pod_log, pod.metadata.name, self.namespace)
+                text = await asyncio.to_thread(
+                    core.read_namespaced_pod_log, pod.metadata.name, self.namespace
+                )
             except ApiException:
                 return seen
             lines = text.splitlines()
@@ -140,8 +185,12 @@ class KubernetesRuntime(Runtime):
             return False
         api, name = found
         try:
-            await asyncio.to_thread(client.BatchV1Api(api).delete_namespaced_job, name, self.namespace,
-                                    propagation_policy="Background")
+            await asyncio.to_thread(
+                client.BatchV1Api(api).delete_namespaced_job,
+                name,
+                self.namespace,
+                propagation_policy="Background",
+            )
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -171,9 +220,15 @@ async def cluster_status(manager_url: str, token: str | None) -> dict[str, Any]:
     listed, totals = [], {"cpu": 0.0, "memory_mb": 0, "gpu": 0}
     for node in nodes.items or []:
         alloc = (node.status.allocatable if node.status else None) or {}
-        item = {"name": node.metadata.name, "cpu": cpu(alloc.get("cpu", "0")),
-                "memory_mb": memory_mb(alloc.get("memory", "0")), "gpu": int(alloc.get("nvidia.com/gpu", 0)),
-                "ready": any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))}
+        item = {
+            "name": node.metadata.name,
+            "cpu": cpu(alloc.get("cpu", "0")),
+            "memory_mb": memory_mb(alloc.get("memory", "0")),
+            "gpu": int(alloc.get("nvidia.com/gpu", 0)),
+            "ready": any(
+                c.type == "Ready" and c.status == "True" for c in (node.status.conditions or [])
+            ),
+        }
         listed.append(item)
         for key in totals:
             totals[key] += item[key]
@@ -185,9 +240,16 @@ def cpu(quantity: str) -> float:
 
 
 def memory_mb(quantity: str) -> int:
-    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1 << 20, "K": 1000 / 1024 ** 2,
-             "M": 1000 ** 2 / 1024 ** 2, "G": 1000 ** 3 / 1024 ** 2}
+    units = {
+        "Ki": 1 / 1024,
+        "Mi": 1,
+        "Gi": 1024,
+        "Ti": 1 << 20,
+        "K": 1000 / 1024**2,
+        "M": 1000**2 / 1024**2,
+        "G": 1000**3 / 1024**2,
+    }
     for suffix, factor in units.items():
         if quantity.endswith(suffix):
             return int(float(quantity[: -len(suffix)]) * factor)
-    return int(float(quantity) / 1024 ** 2)
+    return int(float(quantity) / 1024**2)

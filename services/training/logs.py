@@ -5,6 +5,7 @@ Lines are batched into TrainingLogged events on the `trainlog:<id>` stream (at m
 line. Metrics a job logs (`mlplane.train.log_metric` writes JSON lines to its metrics file) are
 read as the file grows and appended as MetricLogged events on the same stream.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -29,8 +30,15 @@ def log_stream(training_id: str) -> str:
 
 
 class LogWriter:
-    def __init__(self, log: EventLog, training_id: str, ctx: Context, *, flush_s: float = 0.3,
-                 metrics_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        log: EventLog,
+        training_id: str,
+        ctx: Context,
+        *,
+        flush_s: float = 0.3,
+        metrics_file: Path | None = None,
+    ) -> None:
         self.log = log
         self.training_id = training_id
         self.ctx = ctx
@@ -82,13 +90,19 @@ def parse_metric(raw: bytes, training_id: str) -> e.MetricLogged | None:
         step = item.get("step")
         if not math.isfinite(value):
             return None
-        return e.MetricLogged(training_id=training_id, name=str(item["name"])[:200], value=value,
-                              step=int(step) if step is not None else None)
+        return e.MetricLogged(
+            training_id=training_id,
+            name=str(item["name"])[:200],
+            value=value,
+            step=int(step) if step is not None else None,
+        )
     except (ValueError, KeyError, TypeError):
         return None
 
 
-async def read_lines(log: EventLog, training_id: str, from_version: int = 1) -> tuple[list[dict], int]:
+async def read_lines(
+    log: EventLog, training_id: str, from_version: int = 1
+) -> tuple[list[dict], int]:
     """Log lines and metrics after `from_version`; returns them and the next version to read."""
     envelopes = await log.read_stream(log_stream(training_id), from_version)
     out: list[dict] = []
@@ -97,13 +111,21 @@ async def read_lines(log: EventLog, training_id: str, from_version: int = 1) -> 
         if isinstance(env.data, e.TrainingLogged):
             out += [{"time": at, **line} for line in env.data.lines]
         elif isinstance(env.data, e.MetricLogged):
-            out.append({"time": at, "stream": "metric", "name": env.data.name,
-                        "value": env.data.value, "step": env.data.step})
+            out.append(
+                {
+                    "time": at,
+                    "stream": "metric",
+                    "name": env.data.name,
+                    "value": env.data.value,
+                    "step": env.data.step,
+                }
+            )
     return out, (envelopes[-1].version + 1 if envelopes else from_version)
 
 
-async def follow(log: EventLog, training_id: str, *, poll_s: float = 0.3,
-                 max_s: float = 3600.0) -> AsyncIterator[dict]:
+async def follow(
+    log: EventLog, training_id: str, *, poll_s: float = 0.3, max_s: float = 3600.0
+) -> AsyncIterator[dict]:
     """Every log line so far, then new ones as they come, until the training has finished."""
     version, deadline = 1, time.monotonic() + max_s
     while time.monotonic() < deadline:

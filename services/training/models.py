@@ -1,6 +1,7 @@
 """API models of the training context: what clients send (`*Create`, `*Update`: unknown fields
 refused) and get back (`*Public`), with the field names of seeds 001 and 003. Secrets go in,
 never out: a connector's credentials and a cluster's token are write-only."""
+
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
@@ -33,7 +34,9 @@ class Ref(Output):
 class ConnectorTraining(Input):
     """Data a training reads through a connector: some files, or every file under a prefix."""
 
-    connector_id: Annotated[str, Field(validation_alias=AliasChoices("connector_id", "connector", "id"))]
+    connector_id: Annotated[
+        str, Field(validation_alias=AliasChoices("connector_id", "connector", "id"))
+    ]
     files: Annotated[list[str], Field(max_length=1000)] = []
     prefix: str = ""
 
@@ -170,8 +173,12 @@ class S3Config(Input):
     region: str = "us-east-1"
     prefix: str = ""
     endpoint_url: Url | None = None
-    access_key_id: Annotated[str | None, Field(validation_alias=AliasChoices("access_key_id", "access_key"))] = None
-    secret_access_key: Annotated[str | None, Field(validation_alias=AliasChoices("secret_access_key", "secret_key"))] = None
+    access_key_id: Annotated[
+        str | None, Field(validation_alias=AliasChoices("access_key_id", "access_key"))
+    ] = None
+    secret_access_key: Annotated[
+        str | None, Field(validation_alias=AliasChoices("secret_access_key", "secret_key"))
+    ] = None
 
 
 class LocalConfig(Input):

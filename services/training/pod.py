@@ -6,6 +6,7 @@ AWS sources), runs the entrypoint with its output going to the pod's log, then u
 output folder (models, their metrics, and a metrics.json summary) to `trainings/<id>/output/`.
 Its exit code is the job's.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -52,12 +53,21 @@ async def main() -> int:
     if spec["source"] == "bundle":
         await fetch_parts(store, spec["code_hash"], spec["data_hash"], src, Limits())
     else:
-        (src / "config.json").write_text(json.dumps(
-            {k: spec[k] for k in ("architecture", "configuration", "name")}))
-    (work / "params.json").write_text(json.dumps({**spec.get("parameters", {}), **spec.get("configuration", {})}))
-    env = {**os.environ, "MLPLANE_OUTPUT_DIR": str(output), "MLPLANE_METRICS_FILE": str(work / "metrics.jsonl"),
-           "MLPLANE_PARAMS_FILE": str(work / "params.json"), "MLPLANE_DATA_DIR": str(src / "data"),
-           "PYTHONPATH": str(src), "PYTHONUNBUFFERED": "1"}
+        (src / "config.json").write_text(
+            json.dumps({k: spec[k] for k in ("architecture", "configuration", "name")})
+        )
+    (work / "params.json").write_text(
+        json.dumps({**spec.get("parameters", {}), **spec.get("configuration", {})})
+    )
+    env = {
+        **os.environ,
+        "MLPLANE_OUTPUT_DIR": str(output),
+        "MLPLANE_METRICS_FILE": str(work / "metrics.jsonl"),
+        "MLPLANE_PARAMS_FILE": str(work / "params.json"),
+        "MLPLANE_DATA_DIR": str(src / "data"),
+        "PYTHONPATH": str(src),
+        "PYTHONUNBUFFERED": "1",
+    }
     code = await asyncio.to_thread(lambda: subprocess.call(argv_of(spec), cwd=src, env=env))
     summarise(work / "metrics.jsonl", output)
     await store.put_tree(f"trainings/{training_id}/output", output)

@@ -6,6 +6,7 @@ provenance of a checkpoint starts from its CheckpointCreated event (which carrie
 hashes, training and environment it came from) and gathers every later event of any context
 that names the checkpoint (`checkpoint_id`): model versions, endpoints, evaluations.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -15,8 +16,15 @@ from mlplane.projections import Projection
 
 from . import events as e
 from .handlers import (
-    ClusterState, ConnectorState, DataModelState, TrainingState, evolve_cluster, evolve_connector,
-    evolve_data_model, evolve_training, stamp,
+    ClusterState,
+    ConnectorState,
+    DataModelState,
+    TrainingState,
+    evolve_cluster,
+    evolve_connector,
+    evolve_data_model,
+    evolve_training,
+    stamp,
 )
 
 Doc = dict[str, Any]
@@ -36,15 +44,25 @@ def _types(*classes: type) -> frozenset[str]:
 
 class Trainings(Projection):
     name = TRAININGS
-    handles = _types(e.TrainingCreated, e.TrainingUpdated, e.TrainingBuildStarted, e.TrainingStarted,
-                     e.CheckpointCreated, e.TrainingSucceeded, e.TrainingFailed, e.TrainingKilled,
-                     e.TrainingDeleted)
+    handles = _types(
+        e.TrainingCreated,
+        e.TrainingUpdated,
+        e.TrainingBuildStarted,
+        e.TrainingStarted,
+        e.CheckpointCreated,
+        e.TrainingSucceeded,
+        e.TrainingFailed,
+        e.TrainingKilled,
+        e.TrainingDeleted,
+    )
 
     def key(self, event: Envelope) -> str:
         return event.data.training_id
 
     def evolve(self, doc: Doc | None, event: Envelope) -> Doc | None:
-        state = evolve_training(TrainingState.model_validate(doc) if doc else TrainingState(), event)
+        state = evolve_training(
+            TrainingState.model_validate(doc) if doc else TrainingState(), event
+        )
         return None if state.deleted else state.to_doc()
 
 
@@ -57,8 +75,11 @@ class Checkpoints(Projection):
 
     def evolve(self, doc: Doc | None, event: Envelope) -> Doc:
         data = event.data
-        return {"id": data.checkpoint_id, "created_at": stamp(event),
-                **data.model_dump(mode="json", exclude={"checkpoint_id", "provenance"})}
+        return {
+            "id": data.checkpoint_id,
+            "created_at": stamp(event),
+            **data.model_dump(mode="json", exclude={"checkpoint_id", "provenance"}),
+        }
 
 
 class Bundles(Projection):
@@ -70,8 +91,12 @@ class Bundles(Projection):
 
     def evolve(self, doc: Doc | None, event: Envelope) -> Doc:
         data = event.data
-        return {"id": data.bundle_id, "created_at": stamp(event), "created_by": event.actor or "",
-                **data.model_dump(mode="json", exclude={"bundle_id"})}
+        return {
+            "id": data.bundle_id,
+            "created_at": stamp(event),
+            "created_by": event.actor or "",
+            **data.model_dump(mode="json", exclude={"bundle_id"}),
+        }
 
 
 def _names_checkpoint(model: type) -> bool:
@@ -95,33 +120,61 @@ class Provenance(Projection):
         data = event.data
         if isinstance(data, e.CheckpointCreated):
             return {**(doc or {"used_by": []}), **checkpoint_provenance(data, stamp(event))}
-        use = {"type": event.type, "stream_id": event.stream_id, "at": stamp(event),
-               "space_id": event.space, "event_id": event.id}
+        use = {
+            "type": event.type,
+            "stream_id": event.stream_id,
+            "at": stamp(event),
+            "space_id": event.space,
+            "event_id": event.id,
+        }
         base = doc or {"id": data.checkpoint_id, "used_by": []}
         return {**base, "used_by": [*base.get("used_by", []), use]}
 
 
 def checkpoint_provenance(data: e.CheckpointCreated, at: str) -> Doc:
     origin = data.provenance
-    bundle = {k: origin.get(k, "") for k in
-              ("bundle_id", "code_hash", "data_hash", "parameters_hash", "bundle_hash", "entrypoint")}
+    bundle = {
+        k: origin.get(k, "")
+        for k in (
+            "bundle_id",
+            "code_hash",
+            "data_hash",
+            "parameters_hash",
+            "bundle_hash",
+            "entrypoint",
+        )
+    }
     return {
         "id": data.checkpoint_id,
         "space_id": data.space_id,
-        "checkpoint": {"id": data.checkpoint_id, "name": data.name, "version": data.version,
-                       "format": data.format, "uri": data.uri, "files": data.files,
-                       "metrics": data.metrics, "created_at": at},
-        "training": {"id": data.training_id, "name": origin.get("training_name", ""),
-                     "source": origin.get("source", ""), "owner": origin.get("owner", ""),
-                     "architecture": origin.get("architecture", ""),
-                     "configuration": origin.get("configuration", {}),
-                     "parameters": origin.get("parameters", {}),
-                     "data_model_id": origin.get("data_model_id", ""),
-                     "connectors": origin.get("connectors", []),
-                     "started_at": origin.get("started_at")},
+        "checkpoint": {
+            "id": data.checkpoint_id,
+            "name": data.name,
+            "version": data.version,
+            "format": data.format,
+            "uri": data.uri,
+            "files": data.files,
+            "metrics": data.metrics,
+            "created_at": at,
+        },
+        "training": {
+            "id": data.training_id,
+            "name": origin.get("training_name", ""),
+            "source": origin.get("source", ""),
+            "owner": origin.get("owner", ""),
+            "architecture": origin.get("architecture", ""),
+            "configuration": origin.get("configuration", {}),
+            "parameters": origin.get("parameters", {}),
+            "data_model_id": origin.get("data_model_id", ""),
+            "connectors": origin.get("connectors", []),
+            "started_at": origin.get("started_at"),
+        },
         "bundle": bundle if bundle["bundle_id"] else None,
-        "environment": {"runtime": origin.get("runtime", ""), "runner": origin.get("runner", ""),
-                        **origin.get("environment", {})},
+        "environment": {
+            "runtime": origin.get("runtime", ""),
+            "runner": origin.get("runner", ""),
+            **origin.get("environment", {}),
+        },
     }
 
 
@@ -133,7 +186,9 @@ class DataModels(Projection):
         return event.data.data_model_id
 
     def evolve(self, doc: Doc | None, event: Envelope) -> Doc | None:
-        state = evolve_data_model(DataModelState.model_validate(doc) if doc else DataModelState(), event)
+        state = evolve_data_model(
+            DataModelState.model_validate(doc) if doc else DataModelState(), event
+        )
         return None if state.deleted else state.to_doc()
 
 
@@ -150,7 +205,9 @@ class Connectors(Projection):
         if state.deleted:
             return None
         public = state.public_doc()
-        public["has_credentials"] = public["has_credentials"] or bool(doc and doc.get("has_credentials"))
+        public["has_credentials"] = public["has_credentials"] or bool(
+            doc and doc.get("has_credentials")
+        )
         return public
 
 
@@ -173,4 +230,12 @@ class Clusters(Projection):
 
 
 def projections() -> list[Projection]:
-    return [Trainings(), Checkpoints(), Bundles(), Provenance(), DataModels(), Connectors(), Clusters()]
+    return [
+        Trainings(),
+        Checkpoints(),
+        Bundles(),
+        Provenance(),
+        DataModels(),
+        Connectors(),
+        Clusters(),
+    ]

@@ -6,6 +6,7 @@ read as they come and handed to a sink line by line, and a stop that terminates 
 process group (SIGTERM, then SIGKILL after a grace period). The job sees only a small, explicit
 environment: none of the platform's variables, tokens or credentials leak into it.
 """
+
 from __future__ import annotations
 
 import abc
@@ -23,7 +24,15 @@ from typing import Any
 LineSink = Callable[[str, str], Awaitable[None]]
 """(stream, text) for each line of output."""
 
-PASS_THROUGH = ("PATH", "LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+PASS_THROUGH = (
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "SSL_CERT_FILE",
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+)
 MAX_LINE = 8192
 GRACE_S = 3.0
 
@@ -88,14 +97,25 @@ class Runtime(abc.ABC):
 def job_env(job: JobSpec) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in PASS_THROUGH}
     threads = str(max(1, int(job.cpu)))
-    return {**env, "HOME": str(job.workdir), "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
-            "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
-            **job.env}
+    return {
+        **env,
+        "HOME": str(job.workdir),
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "OMP_NUM_THREADS": threads,
+        "OPENBLAS_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        **job.env,
+    }
 
 
 def sandboxed(job: JobSpec, argv: list[str]) -> list[str]:
-    limits = {"memory_bytes": job.memory_mb << 20, "open_files": 1024, "file_bytes": 8 << 30,
-              "cpu_seconds": int(job.timeout_s * max(job.cpu, 1)) + 5}
+    limits = {
+        "memory_bytes": job.memory_mb << 20,
+        "open_files": 1024,
+        "file_bytes": 8 << 30,
+        "cpu_seconds": int(job.timeout_s * max(job.cpu, 1)) + 5,
+    }
     return [sys.executable, "-m", "services.training.sandbox", json.dumps(limits), "--", *argv]
 
 
@@ -107,7 +127,9 @@ async def pump(stream: asyncio.StreamReader, name: str, sink: LineSink) -> None:
         *lines, pending = pending.split(b"\n")
         for raw in lines:
             for start in range(0, max(len(raw), 1), MAX_LINE):
-                await sink(name, raw[start:start + MAX_LINE].decode("utf-8", "replace").rstrip("\r"))
+                await sink(
+                    name, raw[start : start + MAX_LINE].decode("utf-8", "replace").rstrip("\r")
+                )
         while len(pending) > MAX_LINE:
             await sink(name, pending[:MAX_LINE].decode("utf-8", "replace"))
             pending = pending[MAX_LINE:]
@@ -120,22 +142,36 @@ def kill_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
-async def supervise(job: JobSpec, argv: list[str], sink: LineSink, *, stream_name: str = "",
-                    on_start: Callable[[int], Awaitable[bool]] | None = None,
-                    tick: Callable[[], Awaitable[None]] | None = None,
-                    register: Callable[[asyncio.subprocess.Process | None], None] | None = None) -> Exit:
+async def supervise(
+    job: JobSpec,
+    argv: list[str],
+    sink: LineSink,
+    *,
+    stream_name: str = "",
+    on_start: Callable[[int], Awaitable[bool]] | None = None,
+    tick: Callable[[], Awaitable[None]] | None = None,
+    register: Callable[[asyncio.subprocess.Process | None], None] | None = None,
+) -> Exit:
     """Run `argv` sandboxed in `job.workdir` until it exits, times out or is cancelled.
 
     Cancelling the calling task terminates the process group before the cancellation goes on,
     so a killed build or job leaves no process behind.
     """
     proc = await asyncio.create_subprocess_exec(
-        *sandboxed(job, argv), cwd=job.workdir, env=job_env(job), start_new_session=True,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        *sandboxed(job, argv),
+        cwd=job.workdir,
+        env=job_env(job),
+        start_new_session=True,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     if register:
         register(proc)
-    pumps = [asyncio.create_task(pump(proc.stdout, stream_name or "stdout", sink)),  # type: ignore[arg-type]
-             asyncio.create_task(pump(proc.stderr, stream_name or "stderr", sink))]  # type: ignore[arg-type]
+    pumps = [
+        asyncio.create_task(pump(proc.stdout, stream_name or "stdout", sink)),  # type: ignore[arg-type]
+        asyncio.create_task(pump(proc.stderr, stream_name or "stderr", sink)),
+    ]  # type: ignore[arg-type]
     try:
         if on_start and not await on_start(proc.pid):
             await terminate(proc)
@@ -154,8 +190,9 @@ async def supervise(job: JobSpec, argv: list[str], sink: LineSink, *, stream_nam
             register(None)
 
 
-async def wait(proc: asyncio.subprocess.Process, timeout_s: float,
-               tick: Callable[[], Awaitable[None]] | None) -> int | None:
+async def wait(
+    proc: asyncio.subprocess.Process, timeout_s: float, tick: Callable[[], Awaitable[None]] | None
+) -> int | None:
     """The exit code, or None after terminating a process that ran past `timeout_s`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
@@ -206,8 +243,9 @@ class LocalRuntime(Runtime):
         async def on_start(pid: int) -> bool:
             return await hooks.started(pid, "")
 
-        exit_ = await supervise(job, job.argv, hooks.line, on_start=on_start, tick=hooks.tick,
-                                register=register)
+        exit_ = await supervise(
+            job, job.argv, hooks.line, on_start=on_start, tick=hooks.tick, register=register
+        )
         if job.training_id in self._stopped:
             return Exit(exit_.code, "stopped")
         return exit_
@@ -225,6 +263,12 @@ class LocalRuntime(Runtime):
 
     def resources(self) -> dict[str, Any]:
         pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-        return {"runtime": self.scheme, "slots": self.slots, "slots_busy": len(self.running()),
-                "cpus": os.cpu_count() or 1, "memory_mb": pages * page_size >> 20, "gpus": 0,
-                "load_average": list(os.getloadavg())}
+        return {
+            "runtime": self.scheme,
+            "slots": self.slots,
+            "slots_busy": len(self.running()),
+            "cpus": os.cpu_count() or 1,
+            "memory_mb": pages * page_size >> 20,
+            "gpus": 0,
+            "load_average": list(os.getloadavg()),
+        }

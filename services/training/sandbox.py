@@ -5,6 +5,7 @@ platform that started it die (PR_SET_PDEATHSIG, so no job outlives its superviso
 replaces itself with the job's program. Doing this in a launcher rather than a `preexec_fn`
 keeps the platform's own process free of fork-time hooks.
 """
+
 from __future__ import annotations
 
 import ctypes

@@ -1,4 +1,5 @@
 """Settings of the training service, read from `MLPLANE_TRAINING_*` variables at start-up."""
+
 from __future__ import annotations
 
 import socket
@@ -11,7 +12,9 @@ from .unpack import Limits
 
 
 class TrainingSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MLPLANE_TRAINING_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="MLPLANE_TRAINING_", env_file=".env", extra="ignore"
+    )
 
     runtime: str = "local://"
     """Where trainings run unless a request names another: local:// or kubernetes://"""

@@ -3,6 +3,7 @@ job info with its trained models, bundle download, model provenance, logs and ki
 
 The workspace is a space id: a caller outside it gets 404, as everywhere.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,11 +16,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import FileResponse, StreamingResponse
-from starlette.background import BackgroundTask
-
 from mlplane.deps import ContextDep, KernelDep, PrincipalDep
 from mlplane.errors import NotFound
 from mlplane.http import PROBLEM_RESPONSES, ListPage, PageParams, list_page
+from starlette.background import BackgroundTask
 
 from . import models as m
 from .bundles import EMPTY, code_key, data_key, ingest, tar_bytes
@@ -32,16 +32,29 @@ from .views import create_training, kill, public_training, record_bundle, servic
 train = APIRouter(prefix="/train", tags=["train"], responses=PROBLEM_RESPONSES)
 
 LOWER_IS_BETTER = ("loss", "error", "rmse", "mae", "mse")
-ARCHIVE_TYPES = ("application/gzip", "application/x-gzip", "application/zip", "application/x-tar",
-                 "application/octet-stream", "application/x-compressed-tar")
+ARCHIVE_TYPES = (
+    "application/gzip",
+    "application/x-gzip",
+    "application/zip",
+    "application/x-tar",
+    "application/octet-stream",
+    "application/x-compressed-tar",
+)
 
 
 @train.get("/{workspace}")
-async def list_jobs(workspace: str, kernel: KernelDep, principal: PrincipalDep, page: PageParams,
-                    status_: Annotated[str | None, Query(alias="status")] = None) -> ListPage[m.TrainingPublic]:
+async def list_jobs(
+    workspace: str,
+    kernel: KernelDep,
+    principal: PrincipalDep,
+    page: PageParams,
+    status_: Annotated[str | None, Query(alias="status")] = None,
+) -> ListPage[m.TrainingPublic]:
     """List the training jobs of a workspace."""
     principal.require(workspace, "trainings:list")
-    found = await list_page(kernel.docs, TRAININGS, m.Ref, page, {"space_id": workspace, "status": status_})
+    found = await list_page(
+        kernel.docs, TRAININGS, m.Ref, page, {"space_id": workspace, "status": status_}
+    )
     docs = await kernel.docs.get_many(TRAININGS, [d.id for d in found.data])
     data = [await public_training(kernel, docs[d.id]) for d in found.data if d.id in docs]
     return ListPage[m.TrainingPublic](count=found.count, data=data, has_more=found.has_more)
@@ -52,18 +65,28 @@ async def inspect(workspace: str, kernel: KernelDep, principal: PrincipalDep) ->
     """Inspect the training pipeline: queued jobs, building and running jobs, resources."""
     principal.require(workspace, "trainings:list")
     training = service(kernel)
-    page = await kernel.docs.query(TRAININGS, {"space_id": workspace, "status": list(ACTIVE)},
-                                   sort="created_at", limit=100)
+    page = await kernel.docs.query(
+        TRAININGS, {"space_id": workspace, "status": list(ACTIVE)}, sort="created_at", limit=100
+    )
     jobs = [await public_training(kernel, d) for d in page.data]
     resources = training.worker.inspect() if training.worker else {}
-    return m.Inspect(space_id=workspace, queue=[j for j in jobs if j.status == QUEUED],
-                     running=[j for j in jobs if j.status in (BUILDING, RUNNING)], resources=resources)
+    return m.Inspect(
+        space_id=workspace,
+        queue=[j for j in jobs if j.status == QUEUED],
+        running=[j for j in jobs if j.status in (BUILDING, RUNNING)],
+        resources=resources,
+    )
 
 
 @train.post("/{workspace}", status_code=status.HTTP_202_ACCEPTED)
 async def create_job(
-    workspace: str, request: Request, response: Response, kernel: KernelDep, principal: PrincipalDep,
-    ctx: ContextDep, user: Annotated[str | None, Query(description="User owning the training job")] = None,
+    workspace: str,
+    request: Request,
+    response: Response,
+    kernel: KernelDep,
+    principal: PrincipalDep,
+    ctx: ContextDep,
+    user: Annotated[str | None, Query(description="User owning the training job")] = None,
     name: Annotated[str | None, Query(max_length=200)] = None,
     runtime: Annotated[m.RuntimeUrl | None, Query()] = None,
 ) -> m.TrainingPublic:
@@ -71,17 +94,32 @@ async def create_job(
     principal.require(workspace, "trainings:create")
     training = service(kernel)
     with tempfile.TemporaryDirectory(prefix="mlplane-upload-") as tmp:
-        archive = await receive_archive(request, Path(tmp) / "bundle", training.settings.max_bundle_bytes)
+        archive = await receive_archive(
+            request, Path(tmp) / "bundle", training.settings.max_bundle_bytes
+        )
         ingested = await ingest(archive, training.store, training.settings.limits)
     bundle_id = await record_bundle(training, ctx, workspace, ingested)
     manifest = ingested.manifest
     training_id = await create_training(
-        training, ctx, workspace, name=name or manifest.name or "bundle", source="bundle", runtime=runtime,
-        gpu_count=manifest.resources.gpu, resources=manifest.resources.model_dump(),
-        owner=user or principal.user_id, bundle_id=bundle_id, code_hash=ingested.code_hash,
-        data_hash=ingested.data_hash, parameters_hash=ingested.parameters_hash,
-        bundle_hash=ingested.bundle_hash, entrypoint=manifest.entrypoint, args=manifest.args,
-        parameters=manifest.parameters, requirements=manifest.requirements)
+        training,
+        ctx,
+        workspace,
+        name=name or manifest.name or "bundle",
+        source="bundle",
+        runtime=runtime,
+        gpu_count=manifest.resources.gpu,
+        resources=manifest.resources.model_dump(),
+        owner=user or principal.user_id,
+        bundle_id=bundle_id,
+        code_hash=ingested.code_hash,
+        data_hash=ingested.data_hash,
+        parameters_hash=ingested.parameters_hash,
+        bundle_hash=ingested.bundle_hash,
+        entrypoint=manifest.entrypoint,
+        args=manifest.args,
+        parameters=manifest.parameters,
+        requirements=manifest.requirements,
+    )
     response.headers["Location"] = f"/train/{workspace}/{training_id}"
     return await public_training(kernel, await training_doc(kernel, workspace, training_id))
 
@@ -116,11 +154,16 @@ async def iter_upload(upload: Any):
 
 @train.post("/{workspace}/{job_id}")
 async def job_info(
-    workspace: str, job_id: str, kernel: KernelDep, principal: PrincipalDep,
+    workspace: str,
+    job_id: str,
+    kernel: KernelDep,
+    principal: PrincipalDep,
     page_id: Annotated[int, Query(ge=1, description="Page of trained models, from 1")] = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 10,
-    sort_by: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]{1,100}$",
-                                         description="Metric to sort trained models by")] = None,
+    sort_by: Annotated[
+        str | None,
+        Query(pattern=r"^[A-Za-z0-9_.-]{1,100}$", description="Metric to sort trained models by"),
+    ] = None,
     order: Annotated[str | None, Query(pattern="^(asc|desc)$")] = None,
 ) -> m.JobInfo:
     """Training job info, with its trained models paged (page_id) and sorted by a metric (sort_by)."""
@@ -129,14 +172,23 @@ async def job_info(
     public = await public_training(kernel, doc)
     models = sort_models(public.checkpoints, sort_by, order)
     start = (page_id - 1) * page_size
-    page = m.ModelsPage(page_id=page_id, page_size=page_size, sort_by=sort_by, count=len(models),
-                        has_more=start + page_size < len(models), data=models[start:start + page_size])
+    page = m.ModelsPage(
+        page_id=page_id,
+        page_size=page_size,
+        sort_by=sort_by,
+        count=len(models),
+        has_more=start + page_size < len(models),
+        data=models[start : start + page_size],
+    )
     return m.JobInfo(**public.model_dump(), models=page)
 
 
 @train.get("/{workspace}/{job_id}", operation_id="get_job_info")
 async def get_job_info(
-    workspace: str, job_id: str, kernel: KernelDep, principal: PrincipalDep,
+    workspace: str,
+    job_id: str,
+    kernel: KernelDep,
+    principal: PrincipalDep,
     page_id: Annotated[int, Query(ge=1)] = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 10,
     sort_by: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]{1,100}$")] = None,
@@ -146,21 +198,31 @@ async def get_job_info(
     return await job_info(workspace, job_id, kernel, principal, page_id, page_size, sort_by, order)
 
 
-def sort_models(models: list[m.CheckpointPublic], sort_by: str | None, order: str | None) -> list[m.CheckpointPublic]:
+def sort_models(
+    models: list[m.CheckpointPublic], sort_by: str | None, order: str | None
+) -> list[m.CheckpointPublic]:
     """Best first: descending for scores, ascending for losses and errors (or as `order` says)."""
     if not sort_by:
         return sorted(models, key=lambda c: c.created_at)
-    descending = order == "desc" if order else not any(w in sort_by.lower() for w in LOWER_IS_BETTER)
+    descending = (
+        order == "desc" if order else not any(w in sort_by.lower() for w in LOWER_IS_BETTER)
+    )
     scored = [c for c in models if sort_by in c.metrics]
     unscored = [c for c in models if sort_by not in c.metrics]
     scored.sort(key=lambda c: c.metrics[sort_by], reverse=descending)
     return scored + unscored
 
 
-@train.get("/{workspace}/{job_id}/bundle", response_class=FileResponse,
-           responses={200: {"content": {"application/gzip": {}}}})
+@train.get(
+    "/{workspace}/{job_id}/bundle",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/gzip": {}}}},
+)
 async def get_bundle(
-    workspace: str, job_id: str, kernel: KernelDep, principal: PrincipalDep,
+    workspace: str,
+    job_id: str,
+    kernel: KernelDep,
+    principal: PrincipalDep,
     include_code: Annotated[bool, Query(alias="include-code")] = True,
     include_data: Annotated[bool, Query(alias="include-data")] = True,
     include_model: Annotated[bool, Query(alias="include-model")] = False,
@@ -179,15 +241,21 @@ async def get_bundle(
         if include_model:
             await add_models(kernel, training.store, doc, tar, Path(tmp))
     cleanup = BackgroundTask(shutil.rmtree, tmp, ignore_errors=True)
-    return FileResponse(out, media_type="application/gzip", filename=f"{job_id}.tar.gz", background=cleanup)
+    return FileResponse(
+        out, media_type="application/gzip", filename=f"{job_id}.tar.gz", background=cleanup
+    )
 
 
 async def add_code(store, doc: dict, tar: tarfile.TarFile, tmp: Path) -> None:
     if doc["source"] == "bundle":
         await add_part(store, code_key(doc["code_hash"]), tar, tmp)
         return
-    manifest = {"architecture": doc["architecture"], "configuration": doc["configuration"],
-                "connectors": doc["connectors"], "data_model_id": doc["data_model_id"]}
+    manifest = {
+        "architecture": doc["architecture"],
+        "configuration": doc["configuration"],
+        "connectors": doc["connectors"],
+        "data_model_id": doc["data_model_id"],
+    }
     generated = tmp / "generated.tar.gz"
     generated.write_bytes(tar_bytes({"mlplane.json": json.dumps(manifest, indent=2).encode()}))
     copy_members(generated, tar, "")
@@ -219,7 +287,9 @@ async def add_models(kernel, store, doc: dict, tar: tarfile.TarFile, tmp: Path) 
 
 
 @train.get("/{workspace}/{model_id}/provenance")
-async def provenance(workspace: str, model_id: str, kernel: KernelDep, principal: PrincipalDep) -> dict[str, Any]:
+async def provenance(
+    workspace: str, model_id: str, kernel: KernelDep, principal: PrincipalDep
+) -> dict[str, Any]:
     """Provenance of a trained model: bundle hashes, training, environment, checkpoint, later users."""
     principal.require(workspace, "trainings:get")
     doc = await kernel.docs.get(PROVENANCE, model_id)
@@ -237,28 +307,51 @@ def graph(doc: dict[str, Any]) -> dict[str, list]:
     checkpoint, training = doc["checkpoint"], doc["training"]
     if doc.get("bundle"):
         nodes.append({"id": f"bundle:{doc['bundle']['bundle_id']}", "kind": "bundle"})
-        edges.append({"from": f"bundle:{doc['bundle']['bundle_id']}", "to": f"training:{training['id']}", "kind": "trained"})
-    nodes += [{"id": f"training:{training['id']}", "kind": "training"},
-              {"id": f"checkpoint:{checkpoint['id']}", "kind": "checkpoint"}]
-    edges.append({"from": f"training:{training['id']}", "to": f"checkpoint:{checkpoint['id']}", "kind": "produced"})
+        edges.append(
+            {
+                "from": f"bundle:{doc['bundle']['bundle_id']}",
+                "to": f"training:{training['id']}",
+                "kind": "trained",
+            }
+        )
+    nodes += [
+        {"id": f"training:{training['id']}", "kind": "training"},
+        {"id": f"checkpoint:{checkpoint['id']}", "kind": "checkpoint"},
+    ]
+    edges.append(
+        {
+            "from": f"training:{training['id']}",
+            "to": f"checkpoint:{checkpoint['id']}",
+            "kind": "produced",
+        }
+    )
     for use in doc.get("used_by", []):
         nodes.append({"id": use["stream_id"], "kind": use["type"]})
-        edges.append({"from": f"checkpoint:{checkpoint['id']}", "to": use["stream_id"], "kind": use["type"]})
+        edges.append(
+            {"from": f"checkpoint:{checkpoint['id']}", "to": use["stream_id"], "kind": use["type"]}
+        )
     return {"nodes": nodes, "edges": edges}
 
 
 @train.get("/{workspace}/{job_id}/logs")
 async def logs(
-    workspace: str, job_id: str, kernel: KernelDep, principal: PrincipalDep,
-    follow_: Annotated[bool, Query(alias="follow", description="Stream new lines until the job ends")] = False,
+    workspace: str,
+    job_id: str,
+    kernel: KernelDep,
+    principal: PrincipalDep,
+    follow_: Annotated[
+        bool, Query(alias="follow", description="Stream new lines until the job ends")
+    ] = False,
 ):
     """Logs of a training job: build and run output, runner notes and metrics (follow to stream)."""
     principal.require(workspace, "trainings:get")
     doc = await training_doc(kernel, workspace, job_id)
     if follow_:
+
         async def lines():
             async for line in follow(kernel.log, job_id):
                 yield json.dumps(line) + "\n"
+
         return StreamingResponse(lines(), media_type="application/x-ndjson")
     found, _ = await read_lines(kernel.log, job_id)
     return {"id": job_id, "status": doc["status"], "lines": found}
@@ -266,8 +359,9 @@ async def logs(
 
 @train.delete("/{workspace}/{job_id}")
 @train.delete("/{workspace}/{job_id}/", include_in_schema=False)
-async def kill_job(workspace: str, job_id: str, kernel: KernelDep, principal: PrincipalDep,
-                   ctx: ContextDep) -> m.Killed:
+async def kill_job(
+    workspace: str, job_id: str, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep
+) -> m.Killed:
     """Kill a building or running training job."""
     principal.require(workspace, "trainings:delete")
     await kill(service(kernel), ctx, workspace, job_id, reason=f"killed by {principal.user_id}")

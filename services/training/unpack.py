@@ -12,6 +12,7 @@ Refused, each with the offending entry named:
 Files are written with 0644/0755 permissions (no setuid, no foreign owners); symlinks are
 created last, after every regular file, so no write ever goes through one.
 """
+
 from __future__ import annotations
 
 import os
@@ -92,15 +93,18 @@ def link_target(entry: Entry, rel: PurePosixPath) -> PurePosixPath:
     """Where a symlink points, relative to the root; UnsafeBundle if outside it."""
     target = entry.link.replace("\\", "/")
     if not target or target.startswith("/") or (len(target) > 1 and target[1] == ":"):
-        raise UnsafeBundle(f"symlink {entry.name!r} points to an absolute path {entry.link!r}",
-                           entry=entry.name)
+        raise UnsafeBundle(
+            f"symlink {entry.name!r} points to an absolute path {entry.link!r}", entry=entry.name
+        )
     depth = len(rel.parent.parts) if str(rel.parent) != "." else 0
     resolved: list[str] = list(rel.parent.parts) if depth else []
     for part in PurePosixPath(target).parts:
         if part == "..":
             if not resolved:
-                raise UnsafeBundle(f"symlink {entry.name!r} points outside the bundle ({entry.link!r})",
-                                   entry=entry.name)
+                raise UnsafeBundle(
+                    f"symlink {entry.name!r} points outside the bundle ({entry.link!r})",
+                    entry=entry.name,
+                )
             resolved.pop()
         elif part not in (".", ""):
             resolved.append(part)
@@ -120,7 +124,8 @@ class Unpacker:
         self.entries += 1
         if self.entries > self.limits.max_entries:
             raise BundleTooLarge(
-                f"more than {self.limits.max_entries} entries (at {entry.name!r})", entry=entry.name)
+                f"more than {self.limits.max_entries} entries (at {entry.name!r})", entry=entry.name
+            )
 
     def inside(self, rel: PurePosixPath, name: str) -> Path:
         """The absolute path of `rel`, checked to stay inside the root through any link."""
@@ -134,7 +139,9 @@ class Unpacker:
         self.count(entry)
         rel = clean_name(entry.name)
         if entry.kind == "special":
-            raise UnsafeBundle(f"entry {entry.name!r} is a device or special file", entry=entry.name)
+            raise UnsafeBundle(
+                f"entry {entry.name!r} is a device or special file", entry=entry.name
+            )
         if str(rel) == ".":
             return
         if entry.kind == "dir":
@@ -150,7 +157,9 @@ class Unpacker:
         (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
         path = self.inside(rel, entry.name)
         if path.is_symlink() or path.is_dir():
-            raise UnsafeBundle(f"entry {entry.name!r} overwrites a link or directory", entry=entry.name)
+            raise UnsafeBundle(
+                f"entry {entry.name!r} overwrites a link or directory", entry=entry.name
+            )
         with open(path, "wb") as out:
             while stream is not None:
                 chunk = stream.read(CHUNK)
@@ -160,7 +169,8 @@ class Unpacker:
                 if self.bytes > self.limits.max_bytes:
                     raise BundleTooLarge(
                         f"unpacks to more than {self.limits.max_bytes} bytes (at {entry.name!r})",
-                        entry=entry.name)
+                        entry=entry.name,
+                    )
                 out.write(chunk)
         path.chmod(0o755 if entry.mode & 0o111 else 0o644)
         self.files.add(rel)
@@ -173,7 +183,8 @@ class Unpacker:
         if source not in self.files:
             raise UnsafeBundle(
                 f"hardlink {entry.name!r} points to {entry.link!r}, not a file of the bundle",
-                entry=entry.name)
+                entry=entry.name,
+            )
         with open(self.root / source, "rb") as stream:
             self.write(entry, rel, stream)
 
@@ -242,7 +253,9 @@ def zip_entries(path: Path) -> Iterator[tuple[Entry, BinaryIO | None]]:
                 except (zipfile.BadZipFile, NotImplementedError, OSError) as exc:
                     if isinstance(exc, MlplaneError):
                         raise
-                    raise NotAnArchive(f"zip entry {info.filename!r} is unreadable: {exc}") from None
+                    raise NotAnArchive(
+                        f"zip entry {info.filename!r} is unreadable: {exc}"
+                    ) from None
 
 
 def unpack(archive: Path, dest: Path, limits: Limits = Limits()) -> int:

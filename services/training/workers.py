@@ -7,6 +7,7 @@ its process died with the platform; Kubernetes jobs keep running in their cluste
 watched again instead. Every step of a job is a decision on the training's stream, so two
 runners racing for one training cannot both run it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -52,16 +53,35 @@ def environment(runtime: str, job: JobSpec) -> dict[str, Any]:
     for name in PACKAGES:
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
-    env = {"runtime": runtime, "python": platform.python_version(), "platform": platform.platform(),
-           "packages": versions, "cpu": job.cpu, "memory_mb": job.memory_mb, "gpu": job.gpu,
-           "timeout_s": job.timeout_s}
+    env = {
+        "runtime": runtime,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+        "cpu": job.cpu,
+        "memory_mb": job.memory_mb,
+        "gpu": job.gpu,
+        "timeout_s": job.timeout_s,
+    }
     return {**env, "image": job.image} if job.image else env
 
 
 class Hooks(JobHooks):
-    def __init__(self, worker: TrainingWorker, state: TrainingState, job: JobSpec, logs: LogWriter,
-                 runtime: Runtime) -> None:
-        self.worker, self.state, self.job, self.logs, self.runtime = worker, state, job, logs, runtime
+    def __init__(
+        self,
+        worker: TrainingWorker,
+        state: TrainingState,
+        job: JobSpec,
+        logs: LogWriter,
+        runtime: Runtime,
+    ) -> None:
+        self.worker, self.state, self.job, self.logs, self.runtime = (
+            worker,
+            state,
+            job,
+            logs,
+            runtime,
+        )
 
     async def line(self, stream: str, text: str) -> None:
         await self.logs.line(stream, text)
@@ -70,14 +90,25 @@ class Hooks(JobHooks):
         await self.logs.flush()
 
     async def started(self, pid: int | None, job_name: str) -> bool:
-        command = c.StartTraining(training_id=self.state.id, runner=self.worker.runner, pid=pid,
-                                  job_name=job_name, environment=environment(self.runtime.scheme, self.job))
+        command = c.StartTraining(
+            training_id=self.state.id,
+            runner=self.worker.runner,
+            pid=pid,
+            job_name=job_name,
+            environment=environment(self.runtime.scheme, self.job),
+        )
         return bool(await self.worker.decide(self.state, command))
 
 
 class TrainingWorker:
-    def __init__(self, kernel: Kernel, settings: Settings, training: TrainingSettings,
-                 store: ArtifactStore, runtimes: dict[str, Runtime]) -> None:
+    def __init__(
+        self,
+        kernel: Kernel,
+        settings: Settings,
+        training: TrainingSettings,
+        store: ArtifactStore,
+        runtimes: dict[str, Runtime],
+    ) -> None:
         self.kernel = kernel
         self.settings = settings
         self.training = training
@@ -107,15 +138,20 @@ class TrainingWorker:
 
     async def shutdown(self) -> None:
         """Stop local jobs (their process cannot outlive the platform) and record why."""
-        local = [tid for tid, task in self.tasks.items()
-                 if not task.done() and isinstance(self.running_on.get(tid), LocalRuntime)]
+        local = [
+            tid
+            for tid, task in self.tasks.items()
+            if not task.done() and isinstance(self.running_on.get(tid), LocalRuntime)
+        ]
         for tid in list(self.tasks):
             self.tasks[tid].cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
         for tid in local:
             reason = "interrupted: the platform stopped while the training ran"
             with contextlib.suppress(Exception):
-                await self.execute(tid, c.FailTraining(training_id=tid, reason=reason, runner=self.runner))
+                await self.execute(
+                    tid, c.FailTraining(training_id=tid, reason=reason, runner=self.runner)
+                )
 
     async def on_event(self, stored: StoredEvent) -> None:
         if stored.type == e.TrainingCreated.type_name:
@@ -128,7 +164,9 @@ class TrainingWorker:
         await self.kernel.catch_up(TRAINING_DOCS)
         after = None
         while True:
-            page = await self.kernel.docs.query(TRAINING_DOCS, {"status": list(ACTIVE)}, limit=100, after=after)
+            page = await self.kernel.docs.query(
+                TRAINING_DOCS, {"status": list(ACTIVE)}, limit=100, after=after
+            )
             for doc in page.data:
                 await self._settle(doc)
             if not page.has_more:
@@ -144,7 +182,9 @@ class TrainingWorker:
         elif doc.get("runner") == self.runner:
             self.kill_leftover(doc)
             reason = f"interrupted: the platform restarted while the training was {status}"
-            await self.execute(tid, c.FailTraining(training_id=tid, reason=reason, runner=self.runner))
+            await self.execute(
+                tid, c.FailTraining(training_id=tid, reason=reason, runner=self.runner)
+            )
 
     def kill_leftover(self, doc: dict[str, Any]) -> None:
         """A job process that somehow survived its supervisor is ended (its cwd names it)."""
@@ -152,7 +192,9 @@ class TrainingWorker:
         if not pid:
             return
         with contextlib.suppress(OSError):
-            if Path(os.readlink(f"/proc/{pid}/cwd")).resolve() == (self.jobs_dir / doc["id"] / "src"):
+            if Path(os.readlink(f"/proc/{pid}/cwd")).resolve() == (
+                self.jobs_dir / doc["id"] / "src"
+            ):
                 os.killpg(pid, signal.SIGKILL)
 
     # ------------------------------------------------------------ jobs
@@ -161,7 +203,9 @@ class TrainingWorker:
         task = self.tasks.get(training_id)
         if self._stopping.is_set() or (task is not None and not task.done()):
             return
-        self.tasks[training_id] = asyncio.create_task(self._job(training_id, resume), name=f"training:{training_id}")
+        self.tasks[training_id] = asyncio.create_task(
+            self._job(training_id, resume), name=f"training:{training_id}"
+        )
 
     async def halt(self, training_id: str) -> bool:
         """Stop a job (building or running) that this runner has; True if it had it."""
@@ -180,8 +224,12 @@ class TrainingWorker:
         state, _ = await aggregates.load(self.kernel.log, TRAININGS, training_id)
         runtime = self.runtimes.get(state.runtime)
         if runtime is None:
-            await self.execute(training_id, c.FailTraining(
-                training_id=training_id, reason=f"no runtime {state.runtime!r} on this runner"))
+            await self.execute(
+                training_id,
+                c.FailTraining(
+                    training_id=training_id, reason=f"no runtime {state.runtime!r} on this runner"
+                ),
+            )
             return
         self.running_on[training_id] = runtime
         try:
@@ -213,7 +261,7 @@ class TrainingWorker:
             with contextlib.suppress(Exception):
                 await asyncio.shield(logs.flush())
             raise
-        except Exception as exc:  # noqa: BLE001 - a broken job fails its training, not the runner
+        except Exception as exc:
             log.exception("training %s failed in the runner", state.id)
             reason = f"{type(exc).__name__}: {getattr(exc, 'detail', exc)}"
             await logs.line("runner", f"failed: {reason}")
@@ -230,18 +278,26 @@ class TrainingWorker:
 
     def log_writer(self, state: TrainingState) -> LogWriter:
         ctx = self.context(state)
-        return LogWriter(self.kernel.log, state.id, ctx, flush_s=self.training.log_flush_s,
-                         metrics_file=self.jobs_dir / state.id / "metrics.jsonl")
+        return LogWriter(
+            self.kernel.log,
+            state.id,
+            ctx,
+            flush_s=self.training.log_flush_s,
+            metrics_file=self.jobs_dir / state.id / "metrics.jsonl",
+        )
 
-    async def finish(self, state: TrainingState, job: JobSpec, exit_: Exit, logs: LogWriter,
-                     runtime: Runtime) -> None:
+    async def finish(
+        self, state: TrainingState, job: JobSpec, exit_: Exit, logs: LogWriter, runtime: Runtime
+    ) -> None:
         if exit_.reason == "stopped":
             return
         if exit_.code != 0 or exit_.reason:
             reason = exit_.reason or f"the job exited with code {exit_.code}"
             await logs.line("runner", f"failed: {reason}")
             await logs.flush()
-            await self.execute(state.id, c.FailTraining(training_id=state.id, reason=reason, exit_code=exit_.code))
+            await self.execute(
+                state.id, c.FailTraining(training_id=state.id, reason=reason, exit_code=exit_.code)
+            )
             return
         output = await runtime.outputs(job, self.store)
         metrics = logs.metrics or read_metrics(output / "metrics.json")
@@ -251,11 +307,24 @@ class TrainingWorker:
             key = f"checkpoints/{new_id()}/{model.name}"
             cid = key.split("/")[1]
             await self.store.put_tree(key, model.root)
-            await self.decide(state, c.RecordCheckpoint(
-                training_id=state.id, checkpoint_id=cid, name=model.name, version=1, format=model.format,
-                uri=self.store.uri(key), key=key, files=model.files(), metrics=model.metrics,
-                signature=model.signature))
-            await logs.line("runner", f"checkpoint {cid}: {model.name} ({model.format}) {model.metrics}")
+            await self.decide(
+                state,
+                c.RecordCheckpoint(
+                    training_id=state.id,
+                    checkpoint_id=cid,
+                    name=model.name,
+                    version=1,
+                    format=model.format,
+                    uri=self.store.uri(key),
+                    key=key,
+                    files=model.files(),
+                    metrics=model.metrics,
+                    signature=model.signature,
+                ),
+            )
+            await logs.line(
+                "runner", f"checkpoint {cid}: {model.name} ({model.format}) {model.metrics}"
+            )
         if not models:
             await logs.line("runner", "the job left no model in its output folder")
         await logs.line("runner", "succeeded")
@@ -272,12 +341,19 @@ class TrainingWorker:
             folder.mkdir(parents=True, exist_ok=True)
         job = self.job_spec(state, workdir)
         if state.source == "bundle":
-            await fetch_parts(self.store, state.code_hash, state.data_hash, src, self.training.limits)
+            await fetch_parts(
+                self.store, state.code_hash, state.data_hash, src, self.training.limits
+            )
         else:
-            spec = {"architecture": state.architecture, "configuration": state.configuration,
-                    "name": model_slug(state.name)}
+            spec = {
+                "architecture": state.architecture,
+                "configuration": state.configuration,
+                "name": model_slug(state.name),
+            }
             (src / "config.json").write_text(json.dumps(spec))
-        (workdir / "params.json").write_text(json.dumps({**state.parameters, **state.configuration}))
+        (workdir / "params.json").write_text(
+            json.dumps({**state.parameters, **state.configuration})
+        )
         await self.fetch_data(state, src / "data", logs)
         if state.requirements and state.runtime == "local://":
             await self.install(state, job, logs)
@@ -288,51 +364,88 @@ class TrainingWorker:
         src = workdir / "src"
         if state.source == "bundle":
             entry = state.entrypoint
-            argv = ([sys.executable, entry, *state.args] if entry.endswith(".py")
-                    else [sys.executable, "-m", entry, *state.args])
+            argv = (
+                [sys.executable, entry, *state.args]
+                if entry.endswith(".py")
+                else [sys.executable, "-m", entry, *state.args]
+            )
         else:
             argv = [sys.executable, "-m", "services.training.builtin", "config.json"]
         paths = [str(src), str(src / ".deps")]
-        env = {"MLPLANE_OUTPUT_DIR": str(workdir / "output"), "MLPLANE_METRICS_FILE": str(workdir / "metrics.jsonl"),
-               "MLPLANE_PARAMS_FILE": str(workdir / "params.json"), "MLPLANE_DATA_DIR": str(src / "data"),
-               "MLPLANE_TRAINING_ID": state.id, "PYTHONPATH": os.pathsep.join(paths)}
+        env = {
+            "MLPLANE_OUTPUT_DIR": str(workdir / "output"),
+            "MLPLANE_METRICS_FILE": str(workdir / "metrics.jsonl"),
+            "MLPLANE_PARAMS_FILE": str(workdir / "params.json"),
+            "MLPLANE_DATA_DIR": str(src / "data"),
+            "MLPLANE_TRAINING_ID": state.id,
+            "PYTHONPATH": os.pathsep.join(paths),
+        }
         return JobSpec(
-            training_id=state.id, space_id=state.space_id, workdir=src, argv=argv, env=env,
+            training_id=state.id,
+            space_id=state.space_id,
+            workdir=src,
+            argv=argv,
+            env=env,
             timeout_s=float(resources.get("timeout_s", self.training.timeout_s)),
             cpu=float(resources.get("cpu", 1.0)),
             memory_mb=int(resources.get("memory_mb", self.training.memory_mb)),
-            gpu=state.gpu_count, image=self.training.image if state.runtime == "kubernetes://" else "")
+            gpu=state.gpu_count,
+            image=self.training.image if state.runtime == "kubernetes://" else "",
+        )
 
     async def fetch_data(self, state: TrainingState, dest: Path, logs: LogWriter) -> None:
         for ref in state.connectors:
             connector, _ = await aggregates.load(self.kernel.log, CONNECTORS, ref["connector_id"])
             if not connector.live or connector.space_id != state.space_id:
                 raise LookupError(f"connector {ref['connector_id']!r} not found in this space")
-            source = open_source(connector.type, connector.config, connector.credentials,
-                                 self.training.datasets(self.settings.home))
-            keys = ref.get("files") or [f.key for f in await source.list(ref.get("prefix", ""), 1000)]
+            source = open_source(
+                connector.type,
+                connector.config,
+                connector.credentials,
+                self.training.datasets(self.settings.home),
+            )
+            keys = ref.get("files") or [
+                f.key for f in await source.list(ref.get("prefix", ""), 1000)
+            ]
             for key in keys:
                 await source.fetch(key, dest / connector.name / key)
             await logs.line("build", f"fetched {len(keys)} file(s) from connector {connector.name}")
 
     async def install(self, state: TrainingState, job: JobSpec, logs: LogWriter) -> None:
-        argv = [sys.executable, "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
-                "--target", str(job.workdir / ".deps"), *state.requirements]
-        build = JobSpec(job.training_id, job.space_id, job.workdir, argv, timeout_s=900, memory_mb=4096)
+        argv = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-input",
+            "--disable-pip-version-check",
+            "--target",
+            str(job.workdir / ".deps"),
+            *state.requirements,
+        ]
+        build = JobSpec(
+            job.training_id, job.space_id, job.workdir, argv, timeout_s=900, memory_mb=4096
+        )
         exit_ = await supervise(build, argv, logs.line, stream_name="build")
         if exit_.code != 0:
-            raise RuntimeError(f"installing requirements failed ({exit_.reason or f'exit code {exit_.code}'})")
+            raise RuntimeError(
+                f"installing requirements failed ({exit_.reason or f'exit code {exit_.code}'})"
+            )
 
     # ------------------------------------------------------------ decisions
 
     def context(self, state: TrainingState) -> Context:
-        return Context(space=state.space_id, actor=f"runner:{self.runner}", source="mlplane/training")
+        return Context(
+            space=state.space_id, actor=f"runner:{self.runner}", source="mlplane/training"
+        )
 
     async def current(self, training_id: str) -> TrainingState:
         return (await aggregates.load(self.kernel.log, TRAININGS, training_id))[0]
 
     async def decide(self, state: TrainingState, command: c.Command) -> list:
-        outcome = await aggregates.execute(self.kernel.log, TRAININGS, state.id, decide, command, self.context(state))
+        outcome = await aggregates.execute(
+            self.kernel.log, TRAININGS, state.id, decide, command, self.context(state)
+        )
         return outcome.events
 
     async def execute(self, training_id: str, command: c.Command) -> list:
@@ -342,19 +455,27 @@ class TrainingWorker:
     async def spec(self, training_id: str) -> dict[str, Any]:
         """What a Kubernetes pod needs to run a training (see services.training.pod)."""
         state = await self.current(training_id)
-        return {"source": state.source, "code_hash": state.code_hash, "data_hash": state.data_hash,
-                "entrypoint": state.entrypoint, "args": state.args, "parameters": state.parameters,
-                "architecture": state.architecture, "configuration": state.configuration,
-                "name": model_slug(state.name)}
+        return {
+            "source": state.source,
+            "code_hash": state.code_hash,
+            "data_hash": state.data_hash,
+            "entrypoint": state.entrypoint,
+            "args": state.args,
+            "parameters": state.parameters,
+            "architecture": state.architecture,
+            "configuration": state.configuration,
+            "name": model_slug(state.name),
+        }
 
     def inspect(self) -> dict[str, Any]:
-        return {"runner": self.runner,
-                "resources": {scheme: rt.resources() for scheme, rt in self.runtimes.items()},
-                "running_here": sorted(t for t, task in self.tasks.items() if not task.done())}
+        return {
+            "runner": self.runner,
+            "resources": {scheme: rt.resources() for scheme, rt in self.runtimes.items()},
+            "running_here": sorted(t for t, task in self.tasks.items() if not task.done()),
+        }
 
 
 def model_slug(name: str) -> str:
     from .outputs import model_name
 
     return model_name(name.lower().replace(" ", "-"))
-

@@ -1,15 +1,15 @@
 """The artifact-store contract, run against every adapter: a folder (file://) and a real
 S3-compatible server (s3://, gofakes3 from `services.sh up s3`)."""
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 import pytest
-from s3server import ACCESS, SECRET, s3_bucket, s3_url  # noqa: F401 - fixtures
-
 from mlplane.artifacts import open_store
 from mlplane.errors import Invalid, NotFound
+from s3server import ACCESS, SECRET, s3_bucket, s3_url  # noqa: F401 - fixtures
 
 
 @pytest.fixture(params=["file", "s3"])

@@ -1,5 +1,6 @@
 """Data models and connectors on the embedded platform, against a real S3-compatible server
 (gofakes3 from `services.sh up s3`) and a local datasets folder."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -11,7 +12,9 @@ from launcher import Platform, new_space
 from s3server import ACCESS, SECRET, s3, s3_bucket, s3_url  # noqa: F401 - fixtures
 
 IRIS_CSV = "a,b,c,d,label\n" + "".join(
-    f"{5 + i % 3}.{i % 10},{3 + i % 2}.{i % 7},{1 + 2 * (i % 3)}.{i % 5},{i % 3}.{i % 4},{i % 3}\n" for i in range(90))
+    f"{5 + i % 3}.{i % 10},{3 + i % 2}.{i % 7},{1 + 2 * (i % 3)}.{i % 5},{i % 3}.{i % 4},{i % 3}\n"
+    for i in range(90)
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +30,24 @@ def space(admin: httpx.Client) -> str:
 
 def test_data_models_are_created_listed_updated_and_deleted(admin, space):
     headers = {"X-Space-ID": space}
-    made = [admin.post("/api/v1/data-models", headers=headers, json={"name": f"dm{i}", "description": "d"})
-            for i in range(3)]
+    made = [
+        admin.post(
+            "/api/v1/data-models", headers=headers, json={"name": f"dm{i}", "description": "d"}
+        )
+        for i in range(3)
+    ]
     assert all(r.status_code == 201 for r in made)
     first = admin.get("/api/v1/data-models", headers=headers, params={"limit": 2}).json()
-    rest = admin.get("/api/v1/data-models", headers=headers, params={"limit": 2, "after": first["data"][-1]["id"]}).json()
+    rest = admin.get(
+        "/api/v1/data-models",
+        headers=headers,
+        params={"limit": 2, "after": first["data"][-1]["id"]},
+    ).json()
     assert first["count"] == 3 and first["has_more"] and len(rest["data"]) == 1
     one = made[0].json()["id"]
-    updated = admin.patch(f"/api/v1/data-models/{one}", headers=headers, json={"description": "new"}).json()
+    updated = admin.patch(
+        f"/api/v1/data-models/{one}", headers=headers, json={"description": "new"}
+    ).json()
     assert updated["description"] == "new" and updated["name"] == "dm0"
     assert admin.delete(f"/api/v1/data-models/{one}", headers=headers).json() == {"id": one}
     assert admin.get(f"/api/v1/data-models/{one}", headers=headers).status_code == 404
@@ -51,36 +64,75 @@ def test_an_s3_connector_lists_and_scans_files_and_never_shows_its_secret(
         client.put_object(Bucket=s3_bucket, Key=f"raw/part-{i}.csv", Body=b"x,y\n1,2.5\n")
     client.put_object(Bucket=s3_bucket, Key="other/readme.txt", Body=b"hello")
     headers = {"X-Space-ID": space}
-    created = admin.post("/api/v1/connectors", headers=headers, json={
-        "name": "lake", "type": "aws-s3",
-        "s3": {"bucket": s3_bucket, "region": "us-east-1", "endpoint_url": s3_url,
-               "access_key_id": ACCESS, "secret_access_key": SECRET}})
+    created = admin.post(
+        "/api/v1/connectors",
+        headers=headers,
+        json={
+            "name": "lake",
+            "type": "aws-s3",
+            "s3": {
+                "bucket": s3_bucket,
+                "region": "us-east-1",
+                "endpoint_url": s3_url,
+                "access_key_id": ACCESS,
+                "secret_access_key": SECRET,
+            },
+        },
+    )
     assert created.status_code == 201, created.text
     connector = created.json()
-    assert connector["status"] == "ready" and connector["provider"] == "aws" and connector["has_credentials"]
+    assert (
+        connector["status"] == "ready"
+        and connector["provider"] == "aws"
+        and connector["has_credentials"]
+    )
     assert SECRET not in created.text
 
-    files = admin.get(f"/api/v1/connectors/{connector['id']}/files", headers=headers,
-                      params={"prefix": "raw/", "limit": 2}).json()
-    assert [f["key"] for f in files] == ["raw/iris.csv", "raw/part-0.csv"] and files[0]["size"] == len(IRIS_CSV)
-    scanned = admin.post(f"/api/v1/connectors/{connector['id']}/scan", headers=headers,
-                         json={"files": ["raw/iris.csv"]}).json()
+    files = admin.get(
+        f"/api/v1/connectors/{connector['id']}/files",
+        headers=headers,
+        params={"prefix": "raw/", "limit": 2},
+    ).json()
+    assert [f["key"] for f in files] == ["raw/iris.csv", "raw/part-0.csv"] and files[0][
+        "size"
+    ] == len(IRIS_CSV)
+    scanned = admin.post(
+        f"/api/v1/connectors/{connector['id']}/scan",
+        headers=headers,
+        json={"files": ["raw/iris.csv"]},
+    ).json()
     [iris] = scanned["files"]
-    assert iris["format"] == "csv" and [c["name"] for c in iris["columns"]] == ["a", "b", "c", "d", "label"]
+    assert iris["format"] == "csv" and [c["name"] for c in iris["columns"]] == [
+        "a",
+        "b",
+        "c",
+        "d",
+        "label",
+    ]
     assert iris["columns"][0]["type"] == "number" and iris["columns"][4]["type"] == "integer"
     fetched = admin.get(f"/api/v1/connectors/{connector['id']}", headers=headers)
     assert fetched.json()["files"][0]["key"] == "raw/iris.csv" and SECRET not in fetched.text
 
     with sqlite3.connect(training_platform.home / "mlplane.db") as db:
-        stored = " ".join(row[0] for row in db.execute("SELECT data FROM events WHERE type = 'ConnectorCreated'"))
+        stored = " ".join(
+            row[0] for row in db.execute("SELECT data FROM events WHERE type = 'ConnectorCreated'")
+        )
     assert SECRET not in stored and ACCESS not in stored and "enc:v1:" in stored
 
-    training = admin.post("/api/v1/trainings", headers=headers, json={
-        "name": "from s3", "architecture": "gradient_boosting", "configuration": {"target": "label"},
-        "connectors": [{"connector_id": connector["id"], "files": ["raw/iris.csv"]}]}).json()
+    training = admin.post(
+        "/api/v1/trainings",
+        headers=headers,
+        json={
+            "name": "from s3",
+            "architecture": "gradient_boosting",
+            "configuration": {"target": "label"},
+            "connectors": [{"connector_id": connector["id"], "files": ["raw/iris.csv"]}],
+        },
+    ).json()
     deadline = time.monotonic() + 60
-    while (state := admin.get(f"/api/v1/trainings/{training['id']}", headers=headers).json())["status"] not in (
-            "succeeded", "failed"):
+    while (state := admin.get(f"/api/v1/trainings/{training['id']}", headers=headers).json())[
+        "status"
+    ] not in ("succeeded", "failed"):
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert state["status"] == "succeeded", state
@@ -91,9 +143,15 @@ def test_an_s3_connector_lists_and_scans_files_and_never_shows_its_secret(
 
 
 def test_a_connector_to_an_unreachable_store_says_so(admin, space):
-    created = admin.post("/api/v1/connectors", headers={"X-Space-ID": space}, json={
-        "name": "nowhere", "type": "aws-s3",
-        "s3": {"bucket": "missing-bucket", "endpoint_url": "http://127.0.0.1:9"}}).json()
+    created = admin.post(
+        "/api/v1/connectors",
+        headers={"X-Space-ID": space},
+        json={
+            "name": "nowhere",
+            "type": "aws-s3",
+            "s3": {"bucket": "missing-bucket", "endpoint_url": "http://127.0.0.1:9"},
+        },
+    ).json()
     assert created["status"].startswith("unreachable") and not created["has_credentials"]
 
 
@@ -102,10 +160,16 @@ def test_a_local_connector_reads_only_under_the_datasets_folder(training_platfor
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "iris.csv").write_text(IRIS_CSV)
     headers = {"X-Space-ID": space}
-    connector = admin.post("/api/v1/connectors", headers=headers,
-                           json={"name": "disk", "type": "local", "local": {"path": "team"}}).json()
+    connector = admin.post(
+        "/api/v1/connectors",
+        headers=headers,
+        json={"name": "disk", "type": "local", "local": {"path": "team"}},
+    ).json()
     files = admin.get(f"/api/v1/connectors/{connector['id']}/files", headers=headers).json()
     assert connector["status"] == "ready" and [f["key"] for f in files] == ["iris.csv"]
-    escape = admin.post("/api/v1/connectors", headers=headers,
-                        json={"name": "etc", "type": "local", "local": {"path": "../../../etc"}})
+    escape = admin.post(
+        "/api/v1/connectors",
+        headers=headers,
+        json={"name": "etc", "type": "local", "local": {"path": "../../../etc"}},
+    )
     assert escape.status_code == 422

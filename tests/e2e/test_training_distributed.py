@@ -1,6 +1,7 @@
 """The training service as its own process, beside the gateway's, over Kafka and a MongoDB-wire
 server (FerretDB): the space made through the gateway's process, the same scikit-learn bundle
 trained by the training's process to a checkpoint, its logs followed from there."""
+
 from __future__ import annotations
 
 import io
@@ -20,12 +21,18 @@ IRIS = Path(__file__).resolve().parents[2] / "examples" / "bundles" / "iris"
 
 
 @pytest.fixture(scope="module")
-def processes(tmp_path_factory: pytest.TempPathFactory, mongo_url: str,
-              kafka_bootstrap: str) -> Iterator[tuple[Platform, Platform]]:
+def processes(
+    tmp_path_factory: pytest.TempPathFactory, mongo_url: str, kafka_bootstrap: str
+) -> Iterator[tuple[Platform, Platform]]:
     prefix = f"tr{int(time.time() * 1000) % 10**9}_"
     token = f"mlp_{secrets.token_hex(24)}"
-    env = {"MLPLANE_EVENT_STORE_URL": mongo_url, "MLPLANE_BUS_URL": f"kafka://{kafka_bootstrap}",
-           "MLPLANE_PREFIX": prefix, "MLPLANE_ADMIN_TOKEN": token, "MLPLANE_TRAINING_LOG_FLUSH_S": "0.1"}
+    env = {
+        "MLPLANE_EVENT_STORE_URL": mongo_url,
+        "MLPLANE_BUS_URL": f"kafka://{kafka_bootstrap}",
+        "MLPLANE_PREFIX": prefix,
+        "MLPLANE_ADMIN_TOKEN": token,
+        "MLPLANE_TRAINING_LOG_FLUSH_S": "0.1",
+    }
     gateway = Platform(Path(tmp_path_factory.mktemp("gateway")), env, service="gateway")
     training = Platform(Path(tmp_path_factory.mktemp("training")), env, service="training")
     gateway.start()
@@ -53,7 +60,9 @@ def test_the_training_process_trains_a_bundle_over_kafka_and_mongodb(processes):
         created = admin.post(f"/train/{space}", content=buffer.getvalue())
         assert created.status_code == 202, created.text
         job = created.json()["id"]
-        with admin.stream("GET", f"/train/{space}/{job}/logs", params={"follow": True}, timeout=120) as stream:
+        with admin.stream(
+            "GET", f"/train/{space}/{job}/logs", params={"follow": True}, timeout=120
+        ) as stream:
             lines = [json.loads(line) for line in stream.iter_lines() if line]
         info = admin.get(f"/train/{space}/{job}").json()
     assert info["status"] == "succeeded", (info, lines)

@@ -2,6 +2,7 @@
 models, and against a local fake of the API server (no cluster runs here, see kubefake.py) a
 training's status and pod logs come back as events, its outputs become checkpoints, and kill
 deletes the Job."""
+
 from __future__ import annotations
 
 import json
@@ -21,19 +22,40 @@ TOKEN = "k8s-bearer-token-not-for-logs"
 
 
 def test_the_job_manifest_is_a_valid_v1_job_built_from_client_models():
-    spec = JobSpec(training_id="abc123", space_id="s1", workdir=Path("/tmp"), argv=[], timeout_s=600,
-                   cpu=2, memory_mb=4096, gpu=1, image="registry.local/mlplane-trainer:1")
-    job = build_job(spec, {"source": "architecture", "architecture": "mlp"}, namespace="ml",
-                    artifacts_url="s3://models/prod")
+    spec = JobSpec(
+        training_id="abc123",
+        space_id="s1",
+        workdir=Path("/tmp"),
+        argv=[],
+        timeout_s=600,
+        cpu=2,
+        memory_mb=4096,
+        gpu=1,
+        image="registry.local/mlplane-trainer:1",
+    )
+    job = build_job(
+        spec,
+        {"source": "architecture", "architecture": "mlp"},
+        namespace="ml",
+        artifacts_url="s3://models/prod",
+    )
     assert isinstance(job, client.V1Job)
     api = client.ApiClient()
     body = api.sanitize_for_serialization(job)
-    assert (body["apiVersion"], body["kind"], body["metadata"]["name"]) == ("batch/v1", "Job", job_name("abc123"))
+    assert (body["apiVersion"], body["kind"], body["metadata"]["name"]) == (
+        "batch/v1",
+        "Job",
+        job_name("abc123"),
+    )
     pod = body["spec"]["template"]["spec"]
     assert body["spec"]["backoffLimit"] == 0 and body["spec"]["activeDeadlineSeconds"] == 600
     assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
     [container] = pod["containers"]
-    assert container["resources"]["limits"] == {"cpu": "2", "memory": "4096Mi", "nvidia.com/gpu": "1"}
+    assert container["resources"]["limits"] == {
+        "cpu": "2",
+        "memory": "4096Mi",
+        "nvidia.com/gpu": "1",
+    }
     assert container["securityContext"]["runAsNonRoot"] is True
     env = {e["name"]: e["value"] for e in container["env"]}
     assert json.loads(env["MLPLANE_TRAINING_SPEC"])["architecture"] == "mlp"
@@ -43,10 +65,9 @@ def test_the_job_manifest_is_a_valid_v1_job_built_from_client_models():
 
 def write_outputs(home: Path):
     """What the pod would upload: an ONNX model and its metrics, under trainings/<id>/output/."""
+    from mlplane.train import to_onnx
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
-
-    from mlplane.train import to_onnx
 
     X, y = load_iris(return_X_y=True)
     onnx = to_onnx(LogisticRegression(max_iter=300).fit(X, y), X[:1]).SerializeToString()
@@ -68,9 +89,16 @@ def admin(training_platform: Platform):
 
 
 def register(admin: httpx.Client, space: str, url: str) -> dict:
-    created = admin.post("/api/v1/clusters", headers={"X-Space-ID": space},
-                         json={"name": "fake", "manager_url": url, "ingress_url": "http://ingress.local",
-                               "token": TOKEN})
+    created = admin.post(
+        "/api/v1/clusters",
+        headers={"X-Space-ID": space},
+        json={
+            "name": "fake",
+            "manager_url": url,
+            "ingress_url": "http://ingress.local",
+            "token": TOKEN,
+        },
+    )
     assert created.status_code == 201, created.text
     return created.json()
 
@@ -83,19 +111,35 @@ def wait_status(admin, space, job_id, wanted, timeout=30) -> dict:
     return info
 
 
-def test_a_kubernetes_training_reports_status_logs_and_checkpoints_as_events(training_platform, admin):
+def test_a_kubernetes_training_reports_status_logs_and_checkpoints_as_events(
+    training_platform, admin
+):
     space = new_space(admin, "k8s")
-    cluster = FakeCluster(token=TOKEN, succeed_after=4, on_create=write_outputs(training_platform.home))
+    cluster = FakeCluster(
+        token=TOKEN, succeed_after=4, on_create=write_outputs(training_platform.home)
+    )
     with FakeApiServer(cluster) as fake:
         registered = register(admin, space, fake.url)
-        assert registered["token"] is None and registered["has_token"] and TOKEN not in json.dumps(registered)
+        assert (
+            registered["token"] is None
+            and registered["has_token"]
+            and TOKEN not in json.dumps(registered)
+        )
         status = admin.get("/api/v1/clusters", headers={"X-Space-ID": space}).json()
         assert status["nodes"][0]["name"] == "gpu-node-1" and status["resources"]["gpu"] == 1
         assert status["inference"]["status"] == "ready" and status["token"] is None
 
-        created = admin.post("/api/v1/trainings", headers={"X-Space-ID": space}, json={
-            "name": "on k8s", "architecture": "mlp", "configuration": {"dataset": "iris"}, "gpu_count": 1,
-            "runtime": "kubernetes://"}).json()
+        created = admin.post(
+            "/api/v1/trainings",
+            headers={"X-Space-ID": space},
+            json={
+                "name": "on k8s",
+                "architecture": "mlp",
+                "configuration": {"dataset": "iris"},
+                "gpu_count": 1,
+                "runtime": "kubernetes://",
+            },
+        ).json()
         info = wait_status(admin, space, created["id"], ("succeeded", "failed"))
         logs = admin.get(f"/train/{space}/{created['id']}/logs").json()["lines"]
 
@@ -117,19 +161,37 @@ def test_killing_a_kubernetes_training_deletes_its_job(training_platform, admin)
     cluster = FakeCluster(token=TOKEN, hold=True)
     with FakeApiServer(cluster) as fake:
         register(admin, space, fake.url)
-        created = admin.post("/api/v1/trainings", headers={"X-Space-ID": space}, json={
-            "name": "held", "architecture": "linear", "configuration": {}, "runtime": "kubernetes://"}).json()
+        created = admin.post(
+            "/api/v1/trainings",
+            headers={"X-Space-ID": space},
+            json={
+                "name": "held",
+                "architecture": "linear",
+                "configuration": {},
+                "runtime": "kubernetes://",
+            },
+        ).json()
         wait_status(admin, space, created["id"], ("running",))
         killed = admin.delete(f"/train/{space}/{created['id']}/")
         assert killed.status_code == 200
     deletes = [path for method, path, _ in cluster.requests if method == "DELETE"]
-    assert deletes == [f"/apis/batch/v1/namespaces/default/jobs/{job_name(created['id'])}?propagationPolicy=Background"]
+    assert deletes == [
+        f"/apis/batch/v1/namespaces/default/jobs/{job_name(created['id'])}?propagationPolicy=Background"
+    ]
     assert admin.get(f"/train/{space}/{created['id']}").json()["status"] == "killed"
 
 
 def test_a_kubernetes_training_without_a_cluster_fails_saying_why(admin):
     space = new_space(admin, "no-cluster")
-    created = admin.post("/api/v1/trainings", headers={"X-Space-ID": space}, json={
-        "name": "orphan", "architecture": "linear", "configuration": {}, "runtime": "kubernetes://"}).json()
+    created = admin.post(
+        "/api/v1/trainings",
+        headers={"X-Space-ID": space},
+        json={
+            "name": "orphan",
+            "architecture": "linear",
+            "configuration": {},
+            "runtime": "kubernetes://",
+        },
+    ).json()
     info = wait_status(admin, space, created["id"], ("failed",))
     assert "no cluster" in info["reason"]

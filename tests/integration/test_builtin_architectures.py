@@ -1,6 +1,7 @@
 """Each built-in architecture trains for real on a data set that ships with scikit-learn, reaches
 a measured metric, and leaves a checkpoint in the model-repository layout whose ONNX model loads
 in onnxruntime and predicts what the fitted model predicts."""
+
 from __future__ import annotations
 
 import json
@@ -31,14 +32,23 @@ def test_a_builtin_architecture_trains_to_a_servable_onnx_checkpoint(
     monkeypatch.setenv("MLPLANE_METRICS_FILE", str(tmp_path / "metrics.jsonl"))
     monkeypatch.setenv("MLPLANE_DATA_DIR", str(tmp_path / "no-data"))
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"architecture": architecture, "name": "m",
-                                  "configuration": {"dataset": dataset}}))
+    config.write_text(
+        json.dumps(
+            {"architecture": architecture, "name": "m", "configuration": {"dataset": dataset}}
+        )
+    )
     assert builtin.main(str(config)) == 0
 
     [model] = collect(output, tmp_path / "repository", {})
     assert model.metrics[metric] >= floor, model.metrics
-    assert (model.root / "config.pbtxt").read_text().startswith('name: "m"\nplatform: "onnxruntime_onnx"')
-    session = ort.InferenceSession(str(model.root / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert (
+        (model.root / "config.pbtxt")
+        .read_text()
+        .startswith('name: "m"\nplatform: "onnxruntime_onnx"')
+    )
+    session = ort.InferenceSession(
+        str(model.root / "1" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
 
     X, y, task = builtin.load_dataset({"dataset": dataset}, tmp_path)
     X = np.asarray(X, dtype=np.float32)
@@ -51,12 +61,21 @@ def test_a_builtin_architecture_trains_to_a_servable_onnx_checkpoint(
         np.testing.assert_allclose(served, fitted.predict(X_test), rtol=1e-3, atol=1e-2)
 
 
-def test_a_grid_trains_one_checkpoint_per_combination(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_a_grid_trains_one_checkpoint_per_combination(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     monkeypatch.setenv("MLPLANE_OUTPUT_DIR", str(tmp_path / "output"))
     monkeypatch.setenv("MLPLANE_METRICS_FILE", str(tmp_path / "metrics.jsonl"))
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"architecture": "linear", "name": "grid",
-                                  "configuration": {"dataset": "iris", "grid": {"C": [0.01, 10.0]}}}))
+    config.write_text(
+        json.dumps(
+            {
+                "architecture": "linear",
+                "name": "grid",
+                "configuration": {"dataset": "iris", "grid": {"C": [0.01, 10.0]}},
+            }
+        )
+    )
     builtin.main(str(config))
     models = collect(tmp_path / "output", tmp_path / "repository", {})
     assert [m.name for m in models] == ["grid-1", "grid-2"]

@@ -1,5 +1,6 @@
 """The bundle unpacker against a corpus of malicious archives: each is refused with the
 offending entry named, and nothing is written outside the unpack folder (nor left inside it)."""
+
 from __future__ import annotations
 
 import io
@@ -46,7 +47,9 @@ def place(tmp_path: Path):
     return tmp_path / "archives", tmp_path / "sandbox" / "bundle", outside
 
 
-def refused(archive: Path, dest: Path, outside: Path, error: type, name: str, limits: Limits = Limits()):
+def refused(
+    archive: Path, dest: Path, outside: Path, error: type, name: str, limits: Limits = Limits()
+):
     with pytest.raises(error) as caught:
         unpack(archive, dest, limits)
     assert caught.value.extra.get("entry", name) == name or name in caught.value.detail
@@ -60,10 +63,16 @@ def refused(archive: Path, dest: Path, outside: Path, error: type, name: str, li
 def test_a_plain_bundle_unpacks_with_its_folders_and_internal_links(place):
     archives, dest, _ = place
     archives.mkdir()
-    archive = make_tar(archives / "ok.tgz", [
-        (entry("pkg", tarfile.DIRTYPE), None), (entry("pkg/train.py"), b"print('hi')\n"),
-        (entry("data/a.csv"), b"x,y\n1,2\n"), (entry("latest.csv", tarfile.SYMTYPE, "data/a.csv"), None),
-        (entry("copy.py", tarfile.LNKTYPE, "pkg/train.py"), None)])
+    archive = make_tar(
+        archives / "ok.tgz",
+        [
+            (entry("pkg", tarfile.DIRTYPE), None),
+            (entry("pkg/train.py"), b"print('hi')\n"),
+            (entry("data/a.csv"), b"x,y\n1,2\n"),
+            (entry("latest.csv", tarfile.SYMTYPE, "data/a.csv"), None),
+            (entry("copy.py", tarfile.LNKTYPE, "pkg/train.py"), None),
+        ],
+    )
     assert unpack(archive, dest) == 3
     assert (dest / "latest.csv").read_text() == "x,y\n1,2\n"
     assert (dest / "copy.py").read_text() == "print('hi')\n" and not (dest / "copy.py").is_symlink()
@@ -81,13 +90,21 @@ def test_an_absolute_tar_path_is_refused(place):
     archives, dest, outside = place
     archives.mkdir()
     target = str(outside / "evil")
-    refused(make_tar(archives / "abs.tgz", [(entry(target), b"pwned")]), dest, outside, UnsafeBundle, target)
+    refused(
+        make_tar(archives / "abs.tgz", [(entry(target), b"pwned")]),
+        dest,
+        outside,
+        UnsafeBundle,
+        target,
+    )
 
 
 def test_zip_slip_is_refused(place):
     archives, dest, outside = place
     archives.mkdir()
-    archive = make_zip(archives / "slip.zip", [("ok.py", b"1", None), ("../../evil", b"pwned", None)])
+    archive = make_zip(
+        archives / "slip.zip", [("ok.py", b"1", None), ("../../evil", b"pwned", None)]
+    )
     refused(archive, dest, outside, UnsafeBundle, "../../evil")
 
 
@@ -95,28 +112,36 @@ def test_an_absolute_zip_path_is_refused(place):
     archives, dest, outside = place
     archives.mkdir()
     name = str(outside / "evil")
-    refused(make_zip(archives / "abs.zip", [(name, b"pwned", None)]), dest, outside, UnsafeBundle, name)
+    refused(
+        make_zip(archives / "abs.zip", [(name, b"pwned", None)]), dest, outside, UnsafeBundle, name
+    )
 
 
 def test_a_tar_symlink_pointing_outside_is_refused(place):
     archives, dest, outside = place
     archives.mkdir()
-    archive = make_tar(archives / "link.tgz", [(entry("escape", tarfile.SYMTYPE, str(outside)), None),
-                                                (entry("escape/evil"), b"pwned")])
+    archive = make_tar(
+        archives / "link.tgz",
+        [(entry("escape", tarfile.SYMTYPE, str(outside)), None), (entry("escape/evil"), b"pwned")],
+    )
     refused(archive, dest, outside, UnsafeBundle, "escape")
 
 
 def test_a_relative_symlink_climbing_out_is_refused(place):
     archives, dest, outside = place
     archives.mkdir()
-    archive = make_tar(archives / "rel.tgz", [(entry("data/up", tarfile.SYMTYPE, "../../outside"), None)])
+    archive = make_tar(
+        archives / "rel.tgz", [(entry("data/up", tarfile.SYMTYPE, "../../outside"), None)]
+    )
     refused(archive, dest, outside, UnsafeBundle, "data/up")
 
 
 def test_a_zip_symlink_pointing_outside_is_refused(place):
     archives, dest, outside = place
     archives.mkdir()
-    archive = make_zip(archives / "link.zip", [("escape", str(outside).encode(), stat.S_IFLNK | 0o777)])
+    archive = make_zip(
+        archives / "link.zip", [("escape", str(outside).encode(), stat.S_IFLNK | 0o777)]
+    )
     refused(archive, dest, outside, UnsafeBundle, "escape")
 
 
@@ -124,7 +149,9 @@ def test_a_hardlink_to_a_file_outside_is_refused(place):
     archives, dest, outside = place
     archives.mkdir()
     secret = outside / "secret"
-    archive = make_tar(archives / "hard.tgz", [(entry("stolen", tarfile.LNKTYPE, str(secret)), None)])
+    archive = make_tar(
+        archives / "hard.tgz", [(entry("stolen", tarfile.LNKTYPE, str(secret)), None)]
+    )
     try:
         refused(archive, dest, outside, UnsafeBundle, "stolen")
     finally:
@@ -135,7 +162,13 @@ def test_a_hardlink_to_a_file_outside_is_refused(place):
 def test_device_files_are_refused(place, kind):
     archives, dest, outside = place
     archives.mkdir()
-    refused(make_tar(archives / "dev.tgz", [(entry("dev/null", kind), None)]), dest, outside, UnsafeBundle, "dev/null")
+    refused(
+        make_tar(archives / "dev.tgz", [(entry("dev/null", kind), None)]),
+        dest,
+        outside,
+        UnsafeBundle,
+        "dev/null",
+    )
 
 
 def test_a_zip_bomb_stops_at_the_unpacked_size_limit(place):

@@ -5,6 +5,7 @@ starts with `/` and holds no `..`, so no caller can reach outside the store. Blo
 a worker thread, so an adapter never stalls the event loop. The same contract suite
 (tests/contract/test_artifacts.py) runs against every adapter.
 """
+
 from __future__ import annotations
 
 import abc
@@ -102,7 +103,7 @@ class ArtifactStore(abc.ABC):
         found = [info for info in await self.list(base)]
         if not found:
             raise NotFound(f"no artifacts under {prefix!r}")
-        return [await self.get_file(info.key, Path(dest) / info.key[len(base):]) for info in found]
+        return [await self.get_file(info.key, Path(dest) / info.key[len(base) :]) for info in found]
 
 
 def open_store(url: str) -> ArtifactStore:

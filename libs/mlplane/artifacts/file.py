@@ -3,6 +3,7 @@
 A file is written next to its final name and renamed into place, so a reader never sees half of
 an artifact and a crash leaves no truncated one behind.
 """
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 `s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1`; credentials come from the
 usual AWS sources (environment, profile, instance role), never from the URL.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,17 +13,28 @@ from ..errors import NotFound
 from . import ArtifactInfo, ArtifactStore
 
 
-def s3_client(endpoint: str | None = None, region: str | None = None,
-              access_key: str | None = None, secret_key: str | None = None):
+def s3_client(
+    endpoint: str | None = None,
+    region: str | None = None,
+    access_key: str | None = None,
+    secret_key: str | None = None,
+):
     """A boto3 S3 client; path-style addressing so local S3-compatible servers work too."""
     import boto3
     from botocore.config import Config
 
     return boto3.client(
-        "s3", endpoint_url=endpoint or None, region_name=region or "us-east-1",
-        aws_access_key_id=access_key or None, aws_secret_access_key=secret_key or None,
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3},
-                      connect_timeout=5, read_timeout=30),
+        "s3",
+        endpoint_url=endpoint or None,
+        region_name=region or "us-east-1",
+        aws_access_key_id=access_key or None,
+        aws_secret_access_key=secret_key or None,
+        config=Config(
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 3},
+            connect_timeout=5,
+            read_timeout=30,
+        ),
     )
 
 
@@ -57,9 +69,13 @@ class S3Artifacts(ArtifactStore):
     def _list(self, prefix: str) -> list[ArtifactInfo]:
         strip = len(self.prefix) + 1 if self.prefix else 0
         pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=self._key(prefix))
-        return [ArtifactInfo(obj["Key"][strip:], obj["Size"])
-                for page in pages for obj in page.get("Contents", [])]
+            Bucket=self.bucket, Prefix=self._key(prefix)
+        )
+        return [
+            ArtifactInfo(obj["Key"][strip:], obj["Size"])
+            for page in pages
+            for obj in page.get("Contents", [])
+        ]
 
     def _delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
