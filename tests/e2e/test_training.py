@@ -383,3 +383,11 @@ def test_the_cli_deploys_a_bundle_follows_it_and_fetches_what_it_made(
     )
     killed = training_platform.cli("train", "kill", job, "--space", space)
     assert killed.returncode == 1 and "Job is not running" in killed.stdout
+
+
+@pytest.mark.parametrize("projection", ["training_trainings", "training_checkpoints", "training_bundles",
+                                        "training_provenance", "training_data_models", "training_connectors",
+                                        "training_clusters"])
+def test_each_training_read_model_equals_its_rebuild_from_the_log(training_platform, projection):
+    verified = training_platform.cli("projections", "verify", projection)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
