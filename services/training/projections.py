@@ -100,7 +100,18 @@ class Bundles(Projection):
 
 
 def _names_checkpoint(model: type) -> bool:
-    return "checkpoint_id" in model.model_fields and model.topic != e.TOPIC
+    """Another context's event that can name a checkpoint: a `checkpoint_id` field, or a
+    `spec` document (an endpoint's configuration) that may hold one."""
+    fields = model.model_fields
+    return model.topic != e.TOPIC and ("checkpoint_id" in fields or "spec" in fields)
+
+
+def checkpoint_of(data: Any) -> str | None:
+    named = getattr(data, "checkpoint_id", None)
+    spec = getattr(data, "spec", None)
+    if named is None and isinstance(spec, dict):
+        named = spec.get("checkpoint_id")
+    return named if isinstance(named, str) and named else None
 
 
 class Provenance(Projection):
@@ -114,7 +125,7 @@ class Provenance(Projection):
         return frozenset({e.CheckpointCreated.type_name, *users})
 
     def key(self, event: Envelope) -> str | None:
-        return getattr(event.data, "checkpoint_id", None)
+        return checkpoint_of(event.data)
 
     def evolve(self, doc: Doc | None, event: Envelope) -> Doc | None:
         data = event.data
@@ -127,7 +138,7 @@ class Provenance(Projection):
             "space_id": event.space,
             "event_id": event.id,
         }
-        base = doc or {"id": data.checkpoint_id, "used_by": []}
+        base = doc or {"id": checkpoint_of(data), "used_by": []}
         return {**base, "used_by": [*base.get("used_by", []), use]}
 
 

@@ -206,3 +206,24 @@ def test_provenance_gathers_later_users_of_a_checkpoint():
         "accuracy": 0.97
     }
     assert "CheckpointCreated" in projection.handles
+
+
+def test_provenance_counts_an_endpoint_whose_spec_names_the_checkpoint():
+    from services.inference_deploy.events import EndpointDeployed as endpoint
+
+    [created] = decide(training(CREATED, CLAIMED, STARTED), CHECKPOINT)
+    deployed = endpoint.model_validate(
+        {
+            "endpoint_id": "e1",
+            "space_id": "s1",
+            "name": "iris",
+            "revision_id": "r1",
+            "revision": 1,
+            "spec": {"checkpoint_id": "k1", "model_id": "m1", "version": 1},
+        }
+    )
+    projection, doc = Provenance(), None
+    for env in envelopes("x", [created, deployed]):
+        assert projection.key(env) == "k1" and env.type in projection.handles
+        doc = projection.evolve(doc, env)
+    assert [use["type"] for use in doc["used_by"]] == ["EndpointDeployed"]
