@@ -21,6 +21,7 @@ CATALOGUE: dict[str, str] = {
     "training": "services.training.bootstrap",
     "triton_manager": "services.triton_manager.bootstrap",
     "inference_deploy": "services.inference_deploy.bootstrap",
+    "logs": "services.logs.bootstrap",
 }
 
 

@@ -258,8 +258,9 @@ class Period:
 
     @classmethod
     def covering(cls, start: datetime | None, end: datetime | None, now: datetime) -> Period:
-        low = to_micros(start) // MICROS if start else 0
-        high = -(-to_micros(end or now) // MICROS)
+        """The whole minutes covering [start, end), within the epoch and year 9999."""
+        low = min(max(to_micros(start) // MICROS if start else 0, 0), FAR_FUTURE)
+        high = min(max(-(-to_micros(end or now) // MICROS), 0), FAR_FUTURE)
         return cls(low - low % MINUTE, -(-high // MINUTE) * MINUTE)
 
     @property

@@ -1,0 +1,122 @@
+"""Routes of seed 003's `inference-logs` tag, under /api/v1.
+
+Both routes read one space's logs: the one an X-Space-ID header or a `space_id` parameter
+names, or the caller's only space. A space the caller is not a member of answers 404.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Query
+from mlplane.deps import KernelDep, PrincipalDep
+from mlplane.errors import Invalid
+from mlplane.http import PROBLEM_RESPONSES, ListPage
+from mlplane.kernel import Kernel
+
+from .aggregate import Period, report
+from .models import InferenceLogPublic, InferenceLogSummary
+from .store import LogFilters, LogStore
+
+STORE = "logs.store"
+SPACE_HEADER = "X-Space-ID"
+
+inference_logs = APIRouter(
+    prefix="/api/v1/inference-logs", tags=["inference-logs"], responses=PROBLEM_RESPONSES
+)
+
+
+def log_store(kernel: Kernel) -> LogStore:
+    return kernel.extensions[STORE]
+
+
+def requested_space(
+    principal: PrincipalDep,
+    x_space_id: Annotated[str | None, Header(alias=SPACE_HEADER, description="The space")] = None,
+    space_id: Annotated[
+        str | None, Query(description="The space, when no X-Space-ID header")
+    ] = None,
+) -> str:
+    """The space a call acts in: the X-Space-ID header, the `space_id` parameter, or the
+    caller's only space."""
+    space = x_space_id or space_id
+    if not space:
+        spaces = principal.space_ids()
+        if len(spaces) != 1:
+            raise Invalid(
+                f"name the space with an {SPACE_HEADER} header or a space_id parameter",
+                field=SPACE_HEADER,
+            )
+        space = spaces[0]
+    principal.require(space)
+    return space
+
+
+SpaceDep = Annotated[str, Depends(requested_space)]
+
+
+@dataclass
+class FilterParams:
+    start_date: Annotated[
+        datetime | None, Query(description="Start date (RFC 3339), inclusive")
+    ] = None
+    end_date: Annotated[datetime | None, Query(description="End date (RFC 3339), exclusive")] = None
+    user: Annotated[str | None, Query(description="User ID filter")] = None
+    model: Annotated[str | None, Query(description="Model name filter")] = None
+    status: Annotated[Literal["success", "error"] | None, Query(description="Status filter")] = None
+    type: Annotated[str | None, Query(description="Request type filter")] = None
+    tag: Annotated[str | None, Query(description="Tag filter")] = None
+    correlation_id: Annotated[str | None, Query(description="Correlation ID filter")] = None
+
+    def filters(self, space: str) -> LogFilters:
+        start, end = _utc(self.start_date), _utc(self.end_date)
+        if start and end and start > end:
+            raise Invalid("start_date is after end_date", field="start_date")
+        return LogFilters(
+            space=space,
+            start=start,
+            end=end,
+            user=self.user,
+            model=self.model,
+            status=self.status,
+            type=self.type,
+            tag=self.tag,
+            correlation_id=self.correlation_id,
+        )
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+Filters = Annotated[FilterParams, Depends()]
+
+
+@inference_logs.get("")
+async def list_inference_logs(
+    kernel: KernelDep,
+    space: SpaceDep,
+    params: Filters,
+    page: Annotated[int, Query(ge=1, le=100_000, description="Page number")] = 1,
+    page_size: Annotated[int, Query(ge=1, le=100, description="Page size")] = 20,
+) -> ListPage[InferenceLogPublic]:
+    """Get inference logs, newest first, filtered and paged."""
+    skip = (page - 1) * page_size
+    count, found = await log_store(kernel).logs(params.filters(space), skip=skip, limit=page_size)
+    data = [InferenceLogPublic.model_validate(r.public()) for r in found]
+    return ListPage[InferenceLogPublic](count=count, data=data, has_more=skip + len(data) < count)
+
+
+@inference_logs.get("/summary")
+async def summarize_inference_logs(
+    kernel: KernelDep, space: SpaceDep, params: Filters
+) -> InferenceLogSummary:
+    """Get aggregated statistics of the inference logs matching the filters."""
+    filters = params.filters(space)
+    period = Period.covering(filters.start, filters.end, datetime.now(UTC))
+    by_model = await log_store(kernel).summary(filters, period)
+    return InferenceLogSummary.model_validate(report(by_model, period))

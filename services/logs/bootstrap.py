@@ -1,0 +1,82 @@
+"""Wiring of the logs service: its projections, routes and, at start-up, its log store, the
+ingest of inference logs (Kafka consumer group or in-process subscription), the purge of expired
+raw logs and the webhook dispatcher, all run as one kernel worker.
+
+Importing this module connects to nothing; `_on_start` does, inside the app's lifespan.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from mlplane.adapters import mongo_database, sqlite_path
+from mlplane.kernel import Kernel
+from mlplane.service import Service
+
+from .settings import SETTINGS, LogsSettings
+from .store import LogStore
+
+
+def open_store(url: str, prefix: str = "") -> LogStore:
+    """The log store adapter a URL names."""
+    if url.startswith("sqlite://"):
+        from .store.sqlite import SQLiteLogStore
+
+        return SQLiteLogStore(sqlite_path(url))
+    if url.startswith("mongodb://"):
+        from .store.mongo import MongoLogStore
+
+        return MongoLogStore(mongo_database(url), prefix)
+    raise ValueError(f"no log store for {url!r}")
+
+
+def _routers():
+    from .api import inference_logs
+    from .webhooks_api import webhooks
+
+    return [inference_logs, webhooks]
+
+
+def _projections():
+    from .projections import projections
+
+    return projections()
+
+
+async def _on_start(kernel: Kernel) -> None:
+    from .api import STORE
+    from .delivery import Dispatcher
+    from .ingest import InprocIngest, KafkaIngest
+    from .workers import LogsWorkers, Purger
+
+    settings = LogsSettings()
+    store = open_store(
+        settings.store_url(kernel.settings.readmodels_url, Path(kernel.settings.home)),
+        kernel.settings.prefix,
+    )
+    await store.open()
+    kernel.extensions[STORE], kernel.extensions[SETTINGS] = store, settings
+    parts: list = [
+        Purger(store, timedelta(hours=settings.retention_hours), settings.purge_interval_s)
+    ]
+    bus_url = kernel.settings.bus_url
+    if bus_url.startswith("kafka://"):
+        bootstrap = bus_url.removeprefix("kafka://").rstrip("/")
+        parts.append(
+            KafkaIngest(bootstrap, store, group=settings.ingest_group, batch=settings.ingest_batch)
+        )
+    else:
+        await InprocIngest(kernel.bus, store, group=settings.ingest_group).start()
+    if settings.webhook_dispatch:
+        parts.append(Dispatcher(kernel, settings))
+    workers = LogsWorkers(store, parts)
+    kernel.spawn("logs", workers.run(), workers)
+
+
+SERVICE = Service(
+    name="logs",
+    projections=_projections,
+    routers=_routers,
+    on_start=_on_start,
+)

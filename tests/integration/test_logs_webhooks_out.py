@@ -1,0 +1,210 @@
+"""Webhooks out, to a real HTTP server on this machine: every delivery arrives once, in stream
+order and signed, across a receiver outage; what exhausts its retries is dead-lettered and can be
+redelivered; a subscription can start in the past; private addresses need an administrator."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from logs_platform import Platform, Receiver, platform
+from mlplane.eventlog import Context
+from mlplane.events import Event, registry
+
+from services.logs.signing import verify
+
+FAST_RETRIES = {
+    "webhook_allow_private": "true",
+    "webhook_attempts": "6",
+    "webhook_backoff_s": "0.05",
+    "webhook_backoff_max_s": "0.8",
+}
+
+
+@registry.register("ProbeRecorded", topic="probe")
+class ProbeRecorded(Event):
+    """An event of a test-only context, on streams of the test's choosing."""
+
+    seq: int
+    poison: bool = False
+
+
+async def record(p: Platform, space: str, stream: str, seq: int, poison: bool = False) -> None:
+    await p.kernel.log.append(
+        stream, [ProbeRecorded(seq=seq, poison=poison)], None, Context(space=space)
+    )
+
+
+async def subscribe(p: Platform, space: str, url: str, **body) -> dict:
+    response = await p.client.post(
+        "/api/v1/webhooks/subscriptions",
+        headers={"X-Space-ID": space},
+        json={"url": url, "event_types": ["Probe*"], **body},
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def until(check, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def running(tmp_path, monkeypatch) -> AsyncIterator[Platform]:
+    async with platform(tmp_path, monkeypatch, **FAST_RETRIES) as p:
+        yield p
+
+
+@pytest.fixture
+def receiver() -> Receiver:
+    r = Receiver()
+    yield r
+    r.down()
+
+
+async def test_deliveries_survive_an_outage_once_each_in_order_and_signed(
+    running: Platform, receiver: Receiver
+):
+    space, elsewhere = await running.new_space("hooks"), await running.new_space("elsewhere")
+    sub = await subscribe(running, space, receiver.url)
+    streams = [f"probe:{i}" for i in range(3)]
+    for seq in range(12):  # the receiver is down: deliveries are being retried meanwhile
+        await record(running, space, streams[seq % 3], seq)
+        await record(running, elsewhere, "probe:other", seq)
+    await asyncio.sleep(0.6)
+    receiver.up()
+
+    async def all_arrived() -> bool:
+        return len(receiver.received) >= 12
+
+    await until(all_arrived)
+    await asyncio.sleep(0.3)  # nothing more is on its way
+    got = receiver.received
+    assert sorted(r.data["seq"] for r in got) == list(range(12))
+    assert len({r.headers["webhook-id"] for r in got}) == 12
+    for stream in streams:
+        versions = [
+            int(r.headers["ce-streamversion"]) for r in got if r.headers["ce-subject"] == stream
+        ]
+        assert versions == sorted(versions) == list(range(1, 5))
+    for r in got:
+        verify(
+            sub["secret"],
+            r.headers["webhook-id"],
+            r.headers["webhook-timestamp"],
+            r.headers["webhook-signature"],
+            r.body,
+            now=time.time(),
+            tolerance=60,
+        )
+        assert r.headers["ce-type"] == "ProbeRecorded" and r.headers["ce-space"] == space
+        assert (
+            r.headers["ce-specversion"] == "1.0" and r.headers["content-type"] == "application/json"
+        )
+
+
+async def test_what_exhausts_its_retries_is_dead_lettered_and_can_be_redelivered(
+    running: Platform, receiver: Receiver
+):
+    space = await running.new_space("hooks")
+    receiver.refuse = lambda data: data.get("poison", False)
+    receiver.up()
+    sub = await subscribe(running, space, receiver.url)
+    for seq in range(6):
+        await record(running, space, "probe:1", seq, poison=seq in (1, 4))
+    url = f"/api/v1/webhooks/subscriptions/{sub['id']}/dead-letters"
+    headers = {"X-Space-ID": space}
+
+    async def two_dead() -> bool:
+        found = await running.client.get(url, headers=headers)
+        return found.json()["count"] == 2
+
+    await until(two_dead)
+    letters = (await running.client.get(url, headers=headers)).json()["data"]
+    assert [r.data["seq"] for r in receiver.received] == [0, 2, 3, 5]
+    assert {d["status"] for d in letters} == {"dead"} and {d["attempts"] for d in letters} == {6}
+    assert all(d["error"].startswith("HTTP 500") for d in letters)
+
+    receiver.refuse = lambda data: False
+    first = min(letters, key=lambda d: d["position"])
+    redeliver = await running.client.post(f"{url}/{first['event_id']}/redeliver", headers=headers)
+    assert redeliver.status_code == 202, redeliver.text
+
+    async def redelivered() -> bool:
+        found = (await running.client.get(url, headers=headers)).json()["data"]
+        return any(d["status"] == "redelivered" for d in found)
+
+    await until(redelivered)
+    assert [r.data["seq"] for r in receiver.received] == [0, 2, 3, 5, 1]
+    again = await running.client.post(f"{url}/{first['event_id']}/redeliver", headers=headers)
+    assert again.status_code == 409
+    listed = (
+        await running.client.get(f"/api/v1/webhooks/subscriptions/{sub['id']}", headers=headers)
+    ).json()
+    assert listed["dead_letters"] == 1 and listed["position"] >= first["position"]
+
+
+async def test_a_subscription_can_start_in_the_past(running: Platform, receiver: Receiver):
+    space = await running.new_space("hooks")
+    await record(running, space, "probe:old", 0)
+    cutoff_time = (await running.kernel.log.read_stream("probe:old"))[0].time
+    await asyncio.sleep(0.01)
+    await record(running, space, "probe:old", 1)
+    receiver.up()
+    await subscribe(running, space, receiver.url, start={"time": cutoff_time.isoformat()})
+    await record(running, space, "probe:new", 2)
+
+    async def three() -> bool:
+        return len(receiver.received) >= 3
+
+    await until(three)
+    assert [r.data["seq"] for r in receiver.received] == [0, 1, 2]
+
+
+async def test_private_addresses_need_an_administrator(tmp_path, monkeypatch):
+    async with platform(tmp_path, monkeypatch, webhook_allow_private="false") as p:
+        space = await p.new_space()
+        for url in (
+            "http://127.0.0.1:9/hook",
+            "http://10.1.2.3/hook",
+            "http://169.254.169.254/latest",
+            "http://[::1]/hook",
+            "http://localhost/hook",
+            "ftp://example.com/x",
+            "http://u:p@example.com/",
+        ):
+            response = await p.client.post(
+                "/api/v1/webhooks/subscriptions", headers={"X-Space-ID": space}, json={"url": url}
+            )
+            assert response.status_code == 422, (url, response.text)
+
+
+async def test_a_subscription_resumes_where_it_stopped_after_a_restart(
+    tmp_path, monkeypatch, receiver: Receiver
+):
+    receiver.up()
+    async with platform(tmp_path, monkeypatch, **FAST_RETRIES) as first:
+        space = await first.new_space("hooks")
+        await subscribe(first, space, receiver.url)
+        for seq in range(3):
+            await record(first, space, "probe:1", seq)
+
+        async def three() -> bool:
+            return len(receiver.received) >= 3
+
+        await until(three)
+    async with platform(tmp_path, monkeypatch, **FAST_RETRIES) as second:
+        for seq in range(3, 6):
+            await record(second, space, "probe:1", seq)
+
+        async def six() -> bool:
+            return len(receiver.received) >= 6
+
+        await until(six)
+        await asyncio.sleep(0.3)
+    assert [r.data["seq"] for r in receiver.received] == list(range(6))
