@@ -222,9 +222,10 @@ def evolve_server(state: ServerState, env: Envelope) -> ServerState:
                                             **touched})
         case e.ModelVersionLoaded(served_name=name):
             loaded = sorted({*state.loaded, name})
-            return state.model_copy(update={
+            after = state.model_copy(update={
                 "placements": _placement(state, name, status=LOADED, error="", loaded_at=at),
                 "loaded": loaded, **touched})
+            return after.model_copy(update={"drift": after.drift_against(loaded)})
         case e.ModelVersionLoadFailed(served_name=name, error=error):
             return state.model_copy(update={"placements": _placement(state, name, status=FAILED, error=error),
                                             **touched})
@@ -236,7 +237,8 @@ def evolve_server(state: ServerState, env: Envelope) -> ServerState:
             elif current is not None:
                 placements[name] = {**current, "status": UNLOADED}
             loaded = [n for n in state.loaded if n != name]
-            return state.model_copy(update={"placements": placements, "loaded": loaded, **touched})
+            after = state.model_copy(update={"placements": placements, "loaded": loaded, **touched})
+            return after.model_copy(update={"drift": after.drift_against(loaded)})
     return state
 
 

@@ -34,7 +34,10 @@ def free_port() -> int:
 
 
 def port_free(port: int) -> bool:
+    """Nothing listens there (connections of a killed server lingering in TIME_WAIT do not count,
+    as the server binds with SO_REUSEADDR too)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -94,6 +97,7 @@ class ManagedMLServer:
                 start_new_session=True)
         finally:
             out.close()
+        (self.root / "mlserver.pid").write_text(str(self.process.pid))
 
     async def start(self, timeout_s: float = 120) -> None:
         """Start (installing MLServer first if needed) and wait until it answers ready."""

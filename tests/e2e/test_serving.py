@@ -4,6 +4,8 @@ tensors — against the gateway's data plane, unchanged."""
 from __future__ import annotations
 
 import io
+import os
+import signal
 import json
 import time
 
@@ -183,6 +185,25 @@ def test_the_fleet_shows_the_local_server_and_no_drift(serving_platform, setup):
     servers = admin.get("/api/tritons").json()["tritons"]
     local = next(s for s in servers if s["managed"])
     assert local["kind"] == "mlserver" and local["state"] == "ready"
-    detail = admin.get(f"/api/tritons/{local['id']}").json()
-    assert detail["drift"] == {"missing": [], "unexpected": []}
+    settled = lambda: (d := admin.get(f"/api/tritons/{local['id']}").json())["drift"] == {  # noqa: E731
+        "missing": [], "unexpected": []} and d
+    detail = wait_for(settled, timeout=20)
     assert set(detail["desired"]) <= set(detail["observed"]["loaded"])
+
+
+def test_a_killed_model_server_answers_503_then_is_reloaded_and_serves_again(serving_platform, setup):
+    client, space = setup["client"], setup["space"]
+    admin = serving_platform.admin()
+    local = next(s for s in admin.get("/api/tritons").json()["tritons"] if s["managed"])
+    body = {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": SAMPLE[0].tolist()}]}
+    assert client.post("/v2/models/iris/infer", json=body).status_code == 200
+    pid = int((serving_platform.home / "serving" / "mlserver" / "mlserver.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    down = wait_for(lambda: (r := client.post("/v2/models/iris/infer", json=body)).status_code == 503 and r,
+                    timeout=20, every=0.05)
+    assert down.headers["content-type"] == "application/problem+json" and down.json()["error"]
+    wait_for(lambda: client.post("/v2/models/iris/infer", json=body).status_code == 200, timeout=60)
+    events = serving_platform.cli("events", "tail", "--json")
+    kinds = [json.loads(line)["type"] for line in events.stdout.splitlines() if line.startswith("{")
+             and local["id"] in line]
+    assert "ServerHealthChanged" in kinds and "ModelVersionLoaded" in kinds, events.stdout[-2000:]
