@@ -71,10 +71,11 @@ class EventLog:
                 self.registry.to_stored(stream_id, ev, event_id=eid, **meta)
                 for ev, eid in zip(events, ids, strict=True)
             ]
-            rows = [await self._seal(row, ev) for row, ev in zip(rows, events, strict=True)]
+            if any(ev.personal for ev in events):
+                rows = [await self._seal(row, ev) for row, ev in zip(rows, events, strict=True)]
             stored = await self.store.append(stream_id, rows, expected_version)
         self.notify()
-        return [await self.decode(row) for row in stored]
+        return [self.registry.envelope(row, ev) for row, ev in zip(stored, events, strict=True)]
 
     def notify(self) -> None:
         """Wake the followers of this log."""

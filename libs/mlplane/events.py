@@ -198,6 +198,20 @@ class EventRegistry:
             **{k: meta[k] for k in META_KEYS if k in meta},
         )
 
+    def envelope(self, stored: StoredEvent, event: Event) -> Envelope:
+        """The envelope of a stored event whose typed payload is already at hand."""
+        meta = stored.meta
+        return Envelope(
+            id=stored.id,
+            type=stored.type,
+            stream_id=stored.stream_id,
+            data=event,
+            version=stored.version,
+            position=stored.position,
+            time=stored.time,
+            **{k: meta[k] for k in META_KEYS if k in meta},
+        )
+
     def json_schemas(self) -> dict[str, dict[str, Any]]:
         """JSON Schema of every registered type, keyed `<Type>.v<version>`."""
         out = {}

@@ -6,6 +6,7 @@ later position before an earlier one.
 """
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
@@ -91,8 +92,14 @@ def _event(row: tuple) -> StoredEvent:
         version=version,
         position=position,
         time=datetime.fromisoformat(time),
-        meta=json.loads(meta),
+        meta=_meta(meta),
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _meta(raw: str) -> dict:
+    """Metadata repeats across the events of one append and one request: parse it once."""
+    return json.loads(raw)
 
 
 class SQLiteEventStore(EventStore):
@@ -109,23 +116,28 @@ class SQLiteEventStore(EventStore):
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            existing = self._already_stored(events)
-            if existing is not None:
-                db.execute("ROLLBACK")
-                return existing
             current = db.execute(
                 "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?", (stream_id,)
             ).fetchone()[0]
             if expected_version is not None and current != expected_version:
+                existing = self._already_stored(events)
+                if existing is not None:  # a retry of an append that went through
+                    db.execute("ROLLBACK")
+                    return existing
                 raise ConcurrencyError(stream_id, expected_version, current)
             head = db.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
-            stored = [
-                ev.at(current + i, head + i) for i, ev in enumerate(events, start=1)
-            ]
-            db.executemany(
-                f"INSERT INTO events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                [_row(ev) for ev in stored],
-            )
+            stored = [ev.at(current + i, head + i) for i, ev in enumerate(events, start=1)]
+            try:
+                db.executemany(
+                    f"INSERT INTO events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                    [_row(ev) for ev in stored],
+                )
+            except sqlite3.IntegrityError:  # an event id already stored: an idempotent retry
+                db.execute("ROLLBACK")
+                existing = self._already_stored(events)
+                if existing is None:
+                    raise
+                return existing
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
