@@ -1,4 +1,5 @@
-"""A small fake of the Kubernetes API server: only the endpoints the training runtime uses.
+"""A small fake of the Kubernetes API server: only the endpoints the training runtime and the
+endpoints' runtime use (Jobs, pods and their logs, nodes; Deployments and Services).
 
 No cluster runs on the test machines, so this HTTP server stands in for one: it accepts Jobs
 (kept as the JSON the client sent), makes each one active on its first status read, shows one
@@ -20,6 +21,8 @@ from urllib.parse import parse_qs, urlparse
 
 JOBS = re.compile(r"^/apis/batch/v1/namespaces/([^/]+)/jobs(?:/([^/]+))?(/status)?$")
 PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods(?:/([^/]+)/log)?$")
+DEPLOYMENTS = re.compile(r"^/apis/apps/v1/namespaces/([^/]+)/deployments(?:/([^/]+))?(/status)?$")
+SERVICES = re.compile(r"^/api/v1/namespaces/([^/]+)/services(?:/([^/]+))?$")
 
 
 @dataclass
@@ -41,6 +44,8 @@ class FakeCluster:
     fail: bool = False
     on_create: Callable[[dict[str, Any]], None] | None = None
     jobs: dict[str, FakeJob] = field(default_factory=dict)
+    deployments: dict[str, FakeJob] = field(default_factory=dict)
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[tuple[str, str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -66,6 +71,19 @@ class FakeCluster:
                 ],
             }
         return {"succeeded": 1}
+
+    def rollout(self, deployment: FakeJob) -> dict[str, Any]:
+        """A Deployment's status: its replicas become available after `succeed_after` reads."""
+        deployment.reads += 1
+        wanted = deployment.manifest["spec"].get("replicas", 1)
+        if self.fail:
+            return {"replicas": wanted, "conditions": [{"type": "Progressing", "status": "False",
+                                                        "reason": "ProgressDeadlineExceeded",
+                                                        "message": "ReplicaSet has timed out progressing."}]}
+        if self.hold or deployment.reads < self.succeed_after:
+            return {"replicas": wanted, "updatedReplicas": wanted, "unavailableReplicas": wanted}
+        return {"replicas": wanted, "updatedReplicas": wanted, "readyReplicas": wanted,
+                "availableReplicas": wanted}
 
     def log(self, job: FakeJob) -> str:
         return "".join(f"epoch {i}: loss {1 / (i + 1):.3f}\n" for i in range(job.reads))
@@ -99,8 +117,10 @@ def handler_for(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             if not self._authorised():
                 return
-            match = JOBS.match(urlparse(self.path).path)
             manifest = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self._apps_write(manifest, create=True):
+                return
+            match = JOBS.match(urlparse(self.path).path)
             if not match or match.group(2):
                 return self._send(404, {"kind": "Status", "code": 404})
             name = manifest["metadata"]["name"]
@@ -116,10 +136,46 @@ def handler_for(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
                 201, {**manifest, "metadata": {**manifest["metadata"], "uid": "uid-" + name}}
             )
 
+        def _apps_write(self, manifest: dict[str, Any], create: bool) -> bool:
+            """Create (POST) or replace (PUT) a Deployment or a Service; False if neither."""
+            path = urlparse(self.path).path
+            for pattern, store in ((DEPLOYMENTS, cluster.deployments), (SERVICES, cluster.services)):
+                if not pattern.match(path):
+                    continue
+                name = manifest["metadata"]["name"]
+                with cluster.lock:
+                    if create and name in store:
+                        self._send(409, {"kind": "Status", "reason": "AlreadyExists", "code": 409})
+                        return True
+                    if not create and name not in store:
+                        self._send(404, {"kind": "Status", "code": 404})
+                        return True
+                    store[name] = FakeJob(manifest) if store is cluster.deployments else manifest
+                meta = {**manifest["metadata"], "uid": "uid-" + name}
+                self._send(201 if create else 200, {**manifest, "metadata": meta})
+                return True
+            return False
+
+        def do_PUT(self) -> None:
+            if not self._authorised():
+                return
+            manifest = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if not self._apps_write(manifest, create=False):
+                self._send(404, {"kind": "Status", "code": 404})
+
         def do_GET(self) -> None:
             if not self._authorised():
                 return
             url = urlparse(self.path)
+            if (found := DEPLOYMENTS.match(url.path)) and found.group(2):
+                deployment = cluster.deployments.get(found.group(2))
+                if deployment is None:
+                    return self._send(404, {"kind": "Status", "code": 404})
+                with cluster.lock:
+                    status = cluster.rollout(deployment)
+                body = {"apiVersion": "apps/v1", "kind": "Deployment", "status": status,
+                        "metadata": deployment.manifest["metadata"], "spec": deployment.manifest["spec"]}
+                return self._send(200, body)
             if url.path == "/api/v1/nodes":
                 return self._send(
                     200,
@@ -178,7 +234,15 @@ def handler_for(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
         def do_DELETE(self) -> None:
             if not self._authorised():
                 return
-            match = JOBS.match(urlparse(self.path).path)
+            path = urlparse(self.path).path
+            for pattern, store in ((DEPLOYMENTS, cluster.deployments), (SERVICES, cluster.services)):
+                if (found := pattern.match(path)) and found.group(2):
+                    with cluster.lock:
+                        gone = store.pop(found.group(2), None)
+                    if gone is None:
+                        return self._send(404, {"kind": "Status", "code": 404})
+                    return self._send(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
+            match = JOBS.match(path)
             job = cluster.jobs.get(match.group(2)) if match else None
             if job is None:
                 return self._send(404, {"kind": "Status", "code": 404})
