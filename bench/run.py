@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_append  # noqa: E402
 import bench_bus  # noqa: E402
+import bench_dataplane  # noqa: E402
 import bench_gateway  # noqa: E402
 import bench_rebuild  # noqa: E402
 
@@ -36,6 +37,7 @@ async def main() -> None:
         await bench_rebuild.sqlite_rebuild(n(50_000)),
         await bench_rebuild.mongo_rebuild(MONGO, n(20_000)),
         *await bench_bus.kafka_bus(KAFKA, n(20_000)),
+        *await bench_dataplane.dataplane(n(2_000)),
         await bench_gateway.gateway_list_spaces(n(3_000)),
     ]
     out = Path(__file__).parent / "results" / "latest.json"
