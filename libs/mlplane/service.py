@@ -1,7 +1,13 @@
-"""What a service contributes to a process: projections, routers, start-up work.
+"""What a service contributes to a process: routes, what the routes need, projections, workers.
 
 `mlplane up --service NAME` picks services from the catalogue by name; `all` runs every one in
 one process. A service's bootstrap module exposes `SERVICE`; importing it connects to nothing.
+
+The process that runs the gateway is the read and write side of the whole API: it serves every
+service's routes (wired with what they need), and runs every projection, so each read model has
+one runner and writes can read their own effects. Any other process runs only the workers of
+the services it names (process managers: jobs, the fleet poller, rollouts, log ingest, webhook
+delivery), which react to the bus. In one process (`all`) both roles coincide.
 """
 
 from __future__ import annotations
@@ -30,7 +36,10 @@ class Service:
     name: str
     projections: Callable[[], Sequence[Projection]] = list
     routers: Callable[[], Sequence[Any]] = list
+    wire: Callable[[Kernel], Awaitable[None]] | None = None
+    """Attach to the kernel what the routes need (stores, settings); no workers."""
     on_start: Callable[[Kernel], Awaitable[None]] | None = None
+    """Start the service's workers (runs after `wire`)."""
     body_limits: Callable[[Any], Sequence[tuple[str, int]]] | None = None
     """(path prefix, bytes) pairs of routes taking larger bodies than the default (uploads)."""
 
@@ -44,6 +53,28 @@ def load(selection: str = "all") -> list[Service]:
     if unknown:
         raise ValueError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(CATALOGUE)}")
     return [importlib.import_module(CATALOGUE[n]).SERVICE for n in names]
+
+
+@dataclass(frozen=True)
+class Roles:
+    """What one process does for a selection of services."""
+
+    api: list[Service]
+    """Services whose routes and projections this process serves (all, if it is a gateway)."""
+    workers: list[Service]
+    """Services whose workers this process runs (the selection)."""
+
+    @property
+    def wired(self) -> list[Service]:
+        """Every service whose routes or workers run here, once each."""
+        return list({s.name: s for s in [*self.api, *self.workers]}.values())
+
+
+def roles(selected: Sequence[Service]) -> Roles:
+    """A process running the gateway serves every service's API; others only run workers."""
+    selected = list(selected)
+    api = load("all") if any(s.name == "gateway" for s in selected) else []
+    return Roles(api=api, workers=selected)
 
 
 def register_all_events() -> None:

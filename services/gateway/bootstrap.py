@@ -16,7 +16,7 @@ from mlplane.http import docstring_summaries, install_problem_handlers
 from mlplane.kernel import Kernel
 from mlplane.middleware import BodyLimit, Metrics, RequestContext
 from mlplane.probes import probes
-from mlplane.service import Service, load
+from mlplane.service import Service, load, roles
 from mlplane.settings import Settings
 from prometheus_client import CollectorRegistry
 
@@ -40,7 +40,7 @@ def _projections():
     return projections()
 
 
-async def _on_start(kernel: Kernel) -> None:
+async def _wire(kernel: Kernel) -> None:
     from . import dataplane
 
     await ensure_admin(kernel, with_token=False)
@@ -56,7 +56,7 @@ SERVICE = Service(
     name="gateway",
     projections=_projections,
     routers=_routers,
-    on_start=_on_start,
+    wire=_wire,
     body_limits=_body_limits,
 )
 
@@ -66,19 +66,26 @@ def create_app(
     services: Sequence[Service] | None = None,
     open_kernel: KernelFactory = Kernel.open,
 ) -> FastAPI:
-    """The public HTTP API of the selected services (all by default)."""
-    services = list(services) if services is not None else load(settings.service)
+    """The HTTP API of a process running the selected services (all by default).
+
+    With the gateway among them it serves every service's routes and projections; otherwise only
+    the probes, while the selected services' workers run (see `mlplane.service.roles`).
+    """
+    plan = roles(services if services is not None else load(settings.service))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         kernel = open_kernel(settings)
-        for service in services:
+        for service in plan.api:
             kernel.add_projections(service.projections())
         await kernel.start()
         app.state.kernel = kernel
         app.state.authenticator = TokenAuthenticator(kernel)
         try:
-            for service in services:
+            for service in plan.wired:
+                if service.wire:
+                    await service.wire(kernel)
+            for service in plan.workers:
                 if service.on_start:
                     await service.on_start(kernel)
             yield
@@ -95,9 +102,9 @@ def create_app(
     app.state.event_source = "mlplane/gateway"
     app.state.metrics = CollectorRegistry()
     install_problem_handlers(app)
-    for router in [probes, *(r for service in services for r in service.routers())]:
+    for router in [probes, *(r for service in plan.api for r in service.routers())]:
         app.include_router(docstring_summaries(router))
-    uploads = [limit for service in services if service.body_limits for limit in service.body_limits(settings)]
+    uploads = [limit for service in plan.api if service.body_limits for limit in service.body_limits(settings)]
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, overrides=uploads)
     app.add_middleware(Metrics, registry=app.state.metrics)
     app.add_middleware(RequestContext)

@@ -44,11 +44,8 @@ def _projections():
     return projections()
 
 
-async def _on_start(kernel: Kernel) -> None:
+async def _wire(kernel: Kernel) -> None:
     from .api import STORE
-    from .delivery import Dispatcher
-    from .ingest import InprocIngest, KafkaIngest
-    from .workers import LogsWorkers, Purger
 
     settings = LogsSettings()
     store = open_store(
@@ -57,6 +54,15 @@ async def _on_start(kernel: Kernel) -> None:
     )
     await store.open()
     kernel.extensions[STORE], kernel.extensions[SETTINGS] = store, settings
+
+
+async def _on_start(kernel: Kernel) -> None:
+    from .api import STORE
+    from .delivery import Dispatcher
+    from .ingest import InprocIngest, KafkaIngest
+    from .workers import LogsWorkers, Purger
+
+    store, settings = kernel.extensions[STORE], kernel.extensions[SETTINGS]
     parts: list = [
         Purger(store, timedelta(hours=settings.retention_hours), settings.purge_interval_s)
     ]
@@ -78,5 +84,6 @@ SERVICE = Service(
     name="logs",
     projections=_projections,
     routers=_routers,
+    wire=_wire,
     on_start=_on_start,
 )

@@ -32,6 +32,13 @@ def _body_limits(settings) -> list[tuple[str, int]]:
     return [("/train/", TrainingSettings().max_bundle_bytes)]
 
 
+async def _wire(kernel: Kernel) -> None:
+    from .views import SETTINGS, STORE
+
+    store = adapters.artifact_store(kernel.settings.artifacts)
+    kernel.extensions[STORE], kernel.extensions[SETTINGS] = store, TrainingSettings()
+
+
 async def _on_start(kernel: Kernel) -> None:
     from .handlers import CLUSTERS
     from .kube import KubernetesRuntime
@@ -39,9 +46,7 @@ async def _on_start(kernel: Kernel) -> None:
     from .views import SETTINGS, STORE
     from .workers import TrainingWorker
 
-    settings = TrainingSettings()
-    store = adapters.artifact_store(kernel.settings.artifacts)
-    kernel.extensions[STORE], kernel.extensions[SETTINGS] = store, settings
+    store, settings = kernel.extensions[STORE], kernel.extensions[SETTINGS]
 
     async def cluster_of(space_id: str):
         return (await aggregates.load(kernel.log, CLUSTERS, space_id))[0]
@@ -69,6 +74,7 @@ SERVICE = Service(
     name="training",
     projections=_projections,
     routers=_routers,
+    wire=_wire,
     on_start=_on_start,
     body_limits=_body_limits,
 )

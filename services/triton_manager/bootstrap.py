@@ -58,13 +58,18 @@ async def register_local(kernel: Kernel, settings: ServingSettings):
     return local, server_id
 
 
+async def _wire(kernel: Kernel) -> None:
+    from .views import SETTINGS, STORE
+
+    store = adapters.artifact_store(kernel.settings.artifacts)
+    kernel.extensions[STORE], kernel.extensions[SETTINGS] = store, ServingSettings()
+
+
 async def _on_start(kernel: Kernel) -> None:
     from .views import SETTINGS, STORE
     from .workers import FleetWorker
 
-    settings = ServingSettings()
-    store = adapters.artifact_store(kernel.settings.artifacts)
-    kernel.extensions[STORE], kernel.extensions[SETTINGS] = store, settings
+    store, settings = kernel.extensions[STORE], kernel.extensions[SETTINGS]
     local, local_id = None, ""
     if settings.local_enabled(kernel.settings.distributed):
         local, local_id = await register_local(kernel, settings)
@@ -76,6 +81,7 @@ SERVICE = Service(
     name="triton_manager",
     projections=_projections,
     routers=_routers,
+    wire=_wire,
     on_start=_on_start,
     body_limits=_body_limits,
 )

@@ -1,6 +1,6 @@
 """The training service as its own process, beside the gateway's, over Kafka and a MongoDB-wire
-server (FerretDB): the space made through the gateway's process, the same scikit-learn bundle
-trained by the training's process to a checkpoint, its logs followed from there."""
+server (FerretDB): the gateway's process serves the API, the training's process runs the job it
+hears of on the bus; the bundle travels through a shared artifact store."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ def processes(
 ) -> Iterator[tuple[Platform, Platform]]:
     prefix = f"tr{int(time.time() * 1000) % 10**9}_"
     token = f"mlp_{secrets.token_hex(24)}"
+    shared = tmp_path_factory.mktemp("artifacts")
     env = {
+        "MLPLANE_ARTIFACTS_URL": f"file://{shared}",
         "MLPLANE_EVENT_STORE_URL": mongo_url,
         "MLPLANE_BUS_URL": f"kafka://{kafka_bootstrap}",
         "MLPLANE_PREFIX": prefix,
@@ -49,14 +51,25 @@ def processes(
     client.close()
 
 
+def eventually_final(admin, path: str, timeout: float = 30.0) -> dict:
+    """The job as the gateway's read model shows it once the final event has been projected."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = admin.get(path).json()
+        if info["status"] not in ("queued", "building", "running") or time.monotonic() > deadline:
+            return info
+        time.sleep(0.2)
+
+
 def test_the_training_process_trains_a_bundle_over_kafka_and_mongodb(processes):
+    """Created through the gateway, run by the training process, followed through the gateway."""
     gateway, training = processes
     with gateway.admin() as admin:
         space = new_space(admin, "distributed-training")
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         tar.add(IRIS, arcname=".")
-    with training.admin() as admin:
+    with gateway.admin() as admin:
         created = admin.post(f"/train/{space}", content=buffer.getvalue())
         assert created.status_code == 202, created.text
         job = created.json()["id"]
@@ -64,7 +77,14 @@ def test_the_training_process_trains_a_bundle_over_kafka_and_mongodb(processes):
             "GET", f"/train/{space}/{job}/logs", params={"follow": True}, timeout=120
         ) as stream:
             lines = [json.loads(line) for line in stream.iter_lines() if line]
-        info = admin.get(f"/train/{space}/{job}").json()
+        info = eventually_final(admin, f"/train/{space}/{job}")
     assert info["status"] == "succeeded", (info, lines)
     assert info["models"]["data"][0]["metrics"]["accuracy"] >= 0.9
     assert lines[-1]["text"] == "succeeded"
+
+
+def test_a_worker_process_serves_no_api_routes(processes):
+    _, training = processes
+    with training.admin() as admin:
+        assert admin.get("/healthz").status_code == 200
+        assert admin.get("/api/v1/spaces").status_code == 404
