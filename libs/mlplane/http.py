@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.status import HTTP_500_INTERNAL_SERVER_ERROR
 
@@ -86,6 +86,14 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(422, "Invalid request", detail, request=request, errors=errors)
 
 
+async def _model_error(request: Request, exc: Exception) -> JSONResponse:
+    """A command or value built from request input inside a route failed its own validation."""
+    assert isinstance(exc, ValidationError)
+    errors = field_errors(list(exc.errors()))
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return problem(422, "Invalid request", detail, request=request, errors=errors)
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     title = {401: "Unauthorized", 404: "Not found", 405: "Method not allowed"}.get(
@@ -114,6 +122,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(MlplaneError, _mlplane_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ValidationError, _model_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(ForgottenSubject, _forgotten)
     app.add_exception_handler(Exception, _unexpected)
