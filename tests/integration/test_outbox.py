@@ -1,21 +1,25 @@
 """The outbox relay publishes every appended event at least once, whatever kills the process.
 
-Real processes on real servers: the event store is SQLite or MongoDB (FerretDB), the bus is
+Mostly real processes on real servers: the event store is SQLite or MongoDB (FerretDB), the bus is
 Kafka. A process is SIGKILLed after appending and before relaying, or right after the relay
 published a batch and before it recorded its checkpoint; a fresh relay publishes everything.
 """
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 
 import pytest
 
 from backbone_proc import Proc, append_counters, open_log, read_topic
 from mlplane import adapters
+from mlplane.bus.inproc import InProcessBus
+from mlplane.outbox import RELAY, OutboxRelay
 
-pytestmark = pytest.mark.kafka
-
-STORES = ["sqlite", pytest.param("mongo", marks=pytest.mark.mongo)]
+STORES = [
+    pytest.param("sqlite", marks=pytest.mark.kafka),
+    pytest.param("mongo", marks=[pytest.mark.mongo, pytest.mark.kafka]),
+]
 
 
 @pytest.fixture(params=STORES)
@@ -121,3 +125,53 @@ async def test_relayed_events_keep_their_stream_order_on_kafka(
     for eid, stream in await read_topic(kafka_bootstrap, topic):
         received.setdefault(stream, []).append(eid)
     assert received == expected
+
+
+class RefusingBus(InProcessBus):
+    """An in-process bus whose first `refusals` publishes raise, as a broker outage would."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.refusals = refusals
+
+    async def publish(self, topic, events) -> None:
+        if self.refusals:
+            self.refusals -= 1
+            raise ConnectionError("broker unreachable")
+        await super().publish(topic, events)
+
+
+async def test_a_relay_whose_publish_fails_retries_and_keeps_its_checkpoint(sqlite_url, unique):
+    topic = f"mlplane.{unique}counters"
+    log = open_log(sqlite_url, "", topic)
+    checkpoints = adapters.read_models(sqlite_url)
+    bus = RefusingBus(refusals=3)
+    received: list[str] = []
+
+    async def handle(event) -> None:
+        received.append(event.id)
+
+    await bus.subscribe(f"{unique}watcher", [topic], handle)
+    await append_counters(log, 30, streams=3)
+    relay = OutboxRelay(log.store, checkpoints, bus, log.registry,
+                        batch_size=10, poll_interval=0.01, wake=log.wait_for_append)
+    checkpoints_seen: list[int] = []
+
+    async def step() -> int:
+        checkpoints_seen.append(await checkpoints.get_checkpoint(RELAY))
+        return await relay.run_once()
+
+    running = asyncio.create_task(relay.follower.run(step))
+    try:
+        await asyncio.wait_for(_until(lambda: len(received) == 30), 10)
+    finally:
+        relay.stop()
+        await asyncio.wait_for(running, 5)
+    assert checkpoints_seen[:4] == [0, 0, 0, 0]  # three refused attempts moved nothing
+    assert received == [row.id for row in await log.store.read_all(1, 100)]
+    assert await checkpoints.get_checkpoint(RELAY) == 30
+
+
+async def _until(check) -> None:
+    while not check():
+        await asyncio.sleep(0.01)
