@@ -280,12 +280,12 @@ class _Subscription(ConsumerRebalanceListener):
         pass
 
     async def finish(self, timeout: float) -> None:
-        try:
-            await asyncio.wait_for(asyncio.shield(self.task), timeout)
-        except (TimeoutError, asyncio.CancelledError):
-            pass
-        except Exception:  # noqa: BLE001 - the loop logs its own failures
-            pass
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        """Wait up to `timeout` for the event in hand; then cancel (what finished is still
+        committed, within a second `timeout`) and leave the group."""
+        await asyncio.wait([self.task], timeout=timeout)
+        if not self.task.done():
+            self.task.cancel()
+            await asyncio.wait([self.task], timeout=timeout)
+        if self.task.done() and not self.task.cancelled() and self.task.exception():
+            log.error("consumer group %s ended with %r", self.group, self.task.exception())
         await self.consumer.stop()
