@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -33,6 +34,9 @@ CREATE TABLE IF NOT EXISTS aliases (name TEXT PRIMARY KEY, physical TEXT NOT NUL
 """
 
 COLUMN_FIELDS = {"_key": "key", "_pos": "pos"}
+ALIAS_TTL_S = 1.0
+"""How long a projection's physical name is reused before it is read again: a rebuild by
+another process is seen within this time (one in this process at once)."""
 
 
 def _path(field: str) -> str:
@@ -64,6 +68,7 @@ class SQLiteReadModels(ReadModelStore):
     def __init__(self, path: str) -> None:
         self._db = connect(path)
         self._db.executescript(SCHEMA)
+        self._aliases: dict[str, tuple[str, float]] = {}
 
     async def get_many(self, collection: str, keys: Iterable[str]) -> dict[str, Doc]:
         collection = await self.resolve(collection)
@@ -181,8 +186,14 @@ class SQLiteReadModels(ReadModelStore):
         )
 
     async def resolve(self, name: str) -> str:
+        now = time.monotonic()
+        cached = self._aliases.get(name)
+        if cached and cached[1] > now:
+            return cached[0]
         row = self._db.execute("SELECT physical FROM aliases WHERE name = ?", (name,)).fetchone()
-        return row[0] if row else name
+        physical = row[0] if row else name
+        self._aliases[name] = (physical, now + ALIAS_TTL_S)
+        return physical
 
     async def set_alias(self, name: str, physical: str) -> None:
         self._db.execute(
@@ -190,6 +201,7 @@ class SQLiteReadModels(ReadModelStore):
             " DO UPDATE SET physical = excluded.physical",
             (name, physical),
         )
+        self._aliases.pop(name, None)
 
     async def close(self) -> None:
         self._db.close()
