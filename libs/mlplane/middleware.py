@@ -25,15 +25,15 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def header_value(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", []):
         if key == name:
             return value.decode("latin-1")
     return None
 
 
-def _given_id(scope: Scope, name: bytes) -> str | None:
-    value = _header(scope, name)
+def given_id(scope: Scope, name: bytes) -> str | None:
+    value = header_value(scope, name)
     return value if value and _SAFE_ID.match(value) else None
 
 
@@ -70,8 +70,8 @@ class RequestContext:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        request_id = _given_id(scope, b"x-request-id") or uuid.uuid4().hex
-        correlation_id = _given_id(scope, b"x-correlation-id") or request_id
+        request_id = given_id(scope, b"x-request-id") or uuid.uuid4().hex
+        correlation_id = given_id(scope, b"x-correlation-id") or request_id
         state = scope.setdefault("state", {})
         state.update(request_id=request_id, correlation_id=correlation_id)
         ids = [
@@ -117,7 +117,7 @@ class BodyLimit:
         if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
             return await self.app(scope, receive, send)
         limit = next((n for prefix, n in self.overrides if scope["path"].startswith(prefix)), None)
-        declared = _header(scope, b"content-length")
+        declared = header_value(scope, b"content-length")
         if declared and declared.isdigit() and int(declared) > (limit or self.max_bytes):
             return await self._refuse(scope, send, limit or self.max_bytes)
         if limit is not None:
@@ -181,23 +181,33 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-class Metrics:
+class HttpMetrics:
     """Request count and latency by method, route template and status (bounded label values)."""
 
-    def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
-        self.app = app
-        self.requests = Counter(
-            "mlplane_http_requests",
-            "HTTP requests handled",
-            ["method", "route", "status"],
-            registry=registry,
-        )
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ["method", "route", "status"]
+        self.requests = Counter("mlplane_http_requests", "HTTP requests handled", labels, registry=registry)
         self.latency = Histogram(
-            "mlplane_http_request_duration_seconds",
-            "HTTP request latency",
-            ["method", "route", "status"],
-            registry=registry,
+            "mlplane_http_request_duration_seconds", "HTTP request latency", labels, registry=registry
         )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            labels = (method, route, str(status))
+            children = self._children[key] = (self.requests.labels(*labels), self.latency.labels(*labels))
+        children[0].inc()
+        children[1].observe(seconds)
+
+
+class Metrics:
+    """Counts every request into `metrics`, labelled by the route template it matched."""
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -214,6 +224,4 @@ class Metrics:
             await self.app(scope, receive, record)
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            labels = (scope["method"], route, str(status))
-            self.requests.labels(*labels).inc()
-            self.latency.labels(*labels).observe(time.perf_counter() - start)
+            self.metrics.observe(scope["method"], route, status, time.perf_counter() - start)

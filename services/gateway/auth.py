@@ -3,18 +3,27 @@
 A token is looked up by its SHA-256 hash. A token or user that is unknown may simply be newer than
 its projection (issued a moment ago by another process), so that projection is brought level once
 before the token is refused.
+
+The caller a token names is kept for `PRINCIPAL_TTL_S`, so a burst of requests reads the tokens,
+users and memberships tables once. The cache is dropped whenever this process folds an event into
+one of those tables (`watch`), so a revocation, a deleted user or a new membership takes effect at
+once here; a change made by another process is seen within the TTL.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from mlplane import aggregates
 from mlplane.auth import Membership, Principal, hash_token, new_token, same_secret
 from mlplane.errors import Unauthorized
 from mlplane.eventlog import Context
-from mlplane.events import new_id
+from mlplane.events import Envelope, new_id
 from mlplane.kernel import Kernel
+from mlplane.projections import Projection
+from mlplane.readmodels import Doc
 
 from . import commands as c
 from .handlers import USERS, decide, user_id_for
@@ -23,33 +32,68 @@ from .projections import USERS as USER_DOCS
 
 ADMIN_NAME = "admin"
 ADMIN_ID = user_id_for(ADMIN_NAME)
+PRINCIPAL_TTL_S = 2.0
+MAX_CACHED = 10_000
+CALLER_TABLES = (TOKENS, USER_DOCS, MEMBERSHIPS)
 
 
 class TokenAuthenticator:
-    def __init__(self, kernel: Kernel) -> None:
+    def __init__(self, kernel: Kernel, ttl: float = PRINCIPAL_TTL_S) -> None:
         self.kernel = kernel
+        self.ttl = ttl
+        self._cached: dict[str, tuple[float, Principal]] = {}
+        self._generation = 0
+
+    def watch(self, kernel: Kernel) -> None:
+        """Drop every cached caller whenever `kernel` folds into a table a caller is read from.
+
+        Call before `kernel.start()`: the projection runners are built from these objects.
+        """
+        for name in CALLER_TABLES:
+            if name in kernel.projections:
+                kernel.projections[name] = Folded(kernel.projections[name], self.invalidate)
+
+    def invalidate(self) -> None:
+        self._generation += 1
+        self._cached.clear()
 
     async def authenticate(self, token: str) -> Principal:
+        key, now = hash_token(token), time.monotonic()
+        hit = self._cached.get(key)
+        if hit and hit[0] > now:
+            return hit[1]
+        generation = self._generation
+        principal, valid_for = await self._lookup(token, key)
+        if generation == self._generation:  # nothing was folded while we read
+            if len(self._cached) >= MAX_CACHED:
+                self._cached.clear()
+            self._cached[key] = (now + min(self.ttl, valid_for), principal)
+        return principal
+
+    async def _lookup(self, token: str, key: str) -> tuple[Principal, float]:
+        """The caller, and for how many seconds the token stays valid (infinite if no expiry)."""
         admin_token = self.kernel.settings.admin_token
         if admin_token and same_secret(token, admin_token):
-            return Principal(
-                user_id=ADMIN_ID, admin=True, memberships=await memberships(self.kernel, ADMIN_ID)
-            )
-        record = await self._fresh(TOKENS, hash_token(token))
+            found = await memberships(self.kernel, ADMIN_ID)
+            return Principal(user_id=ADMIN_ID, admin=True, memberships=found), float("inf")
+        record = await self._fresh(TOKENS, key)
         if record is None or record.get("revoked"):
             raise Unauthorized("the token is unknown or revoked")
-        expires = record.get("expires_at")
-        if expires and datetime.fromisoformat(expires) <= datetime.now(UTC):
-            raise Unauthorized("the token has expired")
+        valid_for = float("inf")
+        if expires := record.get("expires_at"):
+            valid_for = (datetime.fromisoformat(expires) - datetime.now(UTC)).total_seconds()
+            if valid_for <= 0:
+                raise Unauthorized("the token has expired")
         user = await self._fresh(USER_DOCS, record["user_id"])
         if user is None:
             raise Unauthorized("the token's user no longer exists")
-        return Principal(
+        principal = Principal(
             user_id=user["id"],
             admin=bool(user.get("admin")),
             memberships=await memberships(kernel=self.kernel, user_id=user["id"]),
             token_id=record["id"],
         )
+        return principal, valid_for
 
 
     async def _fresh(self, collection: str, key: str) -> dict | None:
@@ -63,6 +107,21 @@ class TokenAuthenticator:
             await self.kernel.catch_up(collection)
             doc = await self.kernel.docs.get(collection, key)
         return doc
+
+
+class Folded(Projection):
+    """A projection that calls `on_fold` before each event it folds (the fold stays pure)."""
+
+    def __init__(self, inner: Projection, on_fold: Callable[[], None]) -> None:
+        self.inner, self.on_fold = inner, on_fold
+        self.name, self.handles = inner.name, inner.handles  # type: ignore[misc]
+
+    def key(self, event: Envelope) -> str | None:
+        return self.inner.key(event)
+
+    def evolve(self, doc: Doc | None, event: Envelope) -> Doc | None:
+        self.on_fold()
+        return self.inner.evolve(doc, event)
 
 
 async def memberships(kernel: Kernel, user_id: str) -> dict[str, Membership]:

@@ -14,7 +14,7 @@ from importlib.metadata import version
 from fastapi import FastAPI
 from mlplane.http import docstring_summaries, install_problem_handlers
 from mlplane.kernel import Kernel
-from mlplane.middleware import BodyLimit, Metrics, RequestContext
+from mlplane.middleware import BodyLimit, HttpMetrics, Metrics, RequestContext
 from mlplane.probes import probes
 from mlplane.service import Service, load, roles
 from mlplane.settings import Settings
@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from .auth import TokenAuthenticator, ensure_admin
 
 KernelFactory = Callable[[Settings], Kernel]
+AUTHENTICATOR = "gateway.authenticator"
 
 
 def _routers():
@@ -44,12 +45,14 @@ async def _wire(kernel: Kernel) -> None:
     from . import dataplane
 
     await ensure_admin(kernel, with_token=False)
-    await dataplane.start(kernel, TokenAuthenticator(kernel))
+    await dataplane.start(kernel, kernel.extensions[AUTHENTICATOR])
 
 
 def _body_limits(settings: Settings) -> list[tuple[str, int]]:
     """Inference requests carry tensors: larger bodies than the other routes."""
-    return [("/v2/", 64 << 20)]
+    from .dataplane import MAX_BODY_BYTES
+
+    return [("/v2/", MAX_BODY_BYTES)]
 
 
 SERVICE = Service(
@@ -78,9 +81,12 @@ def create_app(
         kernel = open_kernel(settings)
         for service in plan.api:
             kernel.add_projections(service.projections())
+        authenticator = TokenAuthenticator(kernel)
+        authenticator.watch(kernel)
+        kernel.extensions[AUTHENTICATOR] = authenticator
         await kernel.start()
         app.state.kernel = kernel
-        app.state.authenticator = TokenAuthenticator(kernel)
+        app.state.authenticator = authenticator
         try:
             for service in plan.wired:
                 if service.wire:
@@ -106,6 +112,12 @@ def create_app(
         app.include_router(docstring_summaries(router))
     uploads = [limit for service in plan.api if service.body_limits for limit in service.body_limits(settings)]
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, overrides=uploads)
-    app.add_middleware(Metrics, registry=app.state.metrics)
+    metrics = HttpMetrics(app.state.metrics)
+    app.add_middleware(Metrics, metrics=metrics)
     app.add_middleware(RequestContext)
+    if any(service.name == SERVICE.name for service in plan.api):
+        from .dataplane import MAX_BODY_BYTES
+        from .inference_path import InferencePath
+
+        app.add_middleware(InferencePath, metrics=metrics, max_bytes=MAX_BODY_BYTES)
     return app

@@ -13,8 +13,9 @@ encoded as binary for a caller that asked for them.
 
 Every call is logged as an `InferenceLogged` event on the bus topic `mlplane.inference`, without
 a write on the request path: the call puts a record on an in-memory queue and a background task
-publishes batches. Routes, servers and callers are cached for a second or two, so the hot path
-reads no table; a token revoked or an endpoint moved takes effect within that time.
+publishes batches. Routes and servers are cached for a second, callers by the gateway's
+authenticator, so the hot path reads no table; an endpoint moved takes effect within that time.
+Inference itself is answered ahead of the middleware stack (`inference_path`).
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ import numpy as np
 from fastapi import APIRouter, Request, Response
 from importlib.metadata import version as package_version
 
-from mlplane.auth import Principal, hash_token
+from mlplane.auth import Principal
 from mlplane.bus import topic_name
 from mlplane.errors import MlplaneError, NotFound, Unauthorized
 from mlplane.events import new_id, registry
@@ -47,7 +48,8 @@ log = logging.getLogger("mlplane.dataplane")
 DATAPLANE = "gateway.dataplane"
 HEADER_LENGTH = "inference-header-content-length"
 ROUTE_TTL_S = 1.0
-PRINCIPAL_TTL_S = 2.0
+MAX_BODY_BYTES = 64 << 20
+"""Inference requests carry tensors: larger bodies than the other routes."""
 QUEUE_SIZE = 100_000
 BATCH = 500
 
@@ -92,7 +94,6 @@ class DataPlane:
         self.kernel = kernel
         self.authenticator = authenticator
         self.routes: dict[tuple[str, str], Route] = {}
-        self.principals: dict[str, tuple[float, Principal]] = {}
         self.queue: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
         self.dropped = 0
         self.session: aiohttp.ClientSession | None = None
@@ -171,15 +172,7 @@ class DataPlane:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("send an 'Authorization: Bearer <token>' header")
-        key, now = hash_token(token), time.monotonic()
-        cached = self.principals.get(key)
-        if cached and cached[0] > now:
-            return cached[1]
-        principal = await self.authenticator.authenticate(token)
-        if len(self.principals) > 10_000:
-            self.principals.clear()
-        self.principals[key] = (now + PRINCIPAL_TTL_S, principal)
-        return principal
+        return await self.authenticator.authenticate(token)
 
     async def route(self, request: Request, name: str, version: str | None) -> tuple[Route, Principal]:
         principal = await self.principal(request)
@@ -420,19 +413,22 @@ async def model_version_ready(name: str, version: str, request: Request) -> Resp
 @dataplane.post("/models/{name}/infer")
 async def infer(name: str, request: Request) -> Response:
     """Run an inference (JSON or binary tensors) on the endpoint's model."""
-    return await _infer(request, name, None)
+    return await infer_call(request, await request.body(), name, None)
 
 
 @dataplane.post("/models/{name}/versions/{version}/infer")
 async def infer_version(name: str, version: str, request: Request) -> Response:
     """Run an inference on one version of the endpoint's model."""
-    return await _infer(request, name, version)
+    return await infer_call(request, await request.body(), name, version)
 
 
-async def _infer(request: Request, name: str, version: str | None) -> Response:
+async def infer_call(request: Request, body: bytes, name: str, version: str | None) -> Response:
+    """Route, forward and log one inference; errors are answered as problems, never raised."""
     started = time.perf_counter()
-    this = plane(request)
-    body = await request.body()
+    try:
+        this = plane(request)
+    except MlplaneError as exc:
+        return v2_problem(request, exc)
     route, principal, status, error, size = None, None, 500, None, 0
     try:
         route, principal = await this.route(request, name, version)
@@ -506,15 +502,23 @@ async def _forward(this: DataPlane, route: Route, request: Request, body: bytes)
         if upstream_length is None:
             content = _renamed(content, route)
         return Response(content, media_type=media, headers=out_headers)
+    if not (every or named):
+        return Response(_renamed(content, route), media_type="application/json")
     response = json.loads(content)
     response["model_name"] = route.name
-    if every or named:
-        out, length = encode_outputs(response, every, named)
-        return Response(out, media_type="application/octet-stream", headers={HEADER_LENGTH: str(length)})
-    return Response(json.dumps(response, separators=(",", ":")).encode(), media_type="application/json")
+    out, length = encode_outputs(response, every, named)
+    return Response(out, media_type="application/octet-stream", headers={HEADER_LENGTH: str(length)})
 
 
 def _renamed(content: bytes, route: Route) -> bytes:
+    """The response under the endpoint's name instead of the served one.
+
+    Servers write `model_name` first; then the name is swapped in the bytes, without decoding
+    the tensors. Otherwise the response is decoded and encoded again.
+    """
+    served = b'{"model_name":' + json.dumps(route.served_name).encode()
+    if content.startswith(served) and content[len(served):len(served) + 1] in (b",", b"}"):
+        return b'{"model_name":' + json.dumps(route.name).encode() + content[len(served):]
     try:
         response = json.loads(content)
     except ValueError:

@@ -24,6 +24,9 @@ def up(
     service: Annotated[
         str | None, typer.Option(help="'all' or comma-separated service names")
     ] = None,
+    access_log: Annotated[
+        bool, typer.Option("--access-log", help="Log every request (uvicorn's access log; off by default: it costs a sixth of the throughput)")
+    ] = False,
 ) -> None:
     """Run the platform: with no configuration, every service in this process on embedded stores."""
     import uvicorn
@@ -39,6 +42,7 @@ def up(
         host=settings.host,
         port=settings.port,
         log_level="info",
+        access_log=access_log,
         timeout_graceful_shutdown=10,
     )
 
