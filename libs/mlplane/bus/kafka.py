@@ -142,6 +142,11 @@ class KafkaBus(Bus):
         self._started = False
 
     async def ensure_topics(self, topics: Sequence[str]) -> None:
+        """Create missing topics and wait until every partition has a leader.
+
+        A consumer that subscribes to a topic whose partitions are not in the metadata yet is
+        assigned nothing, and would only notice them at its next metadata refresh (minutes).
+        """
         missing = [t for t in topics if t not in self._known_topics]
         if not missing:
             return
@@ -159,6 +164,7 @@ class KafkaBus(Bus):
                     await admin.create_topics(new)
                 except TopicAlreadyExistsError:
                     pass
+            await _wait_for_leaders(admin, missing)
         finally:
             await admin.close()
         self._known_topics.update(missing)
@@ -209,6 +215,21 @@ class KafkaBus(Bus):
         sub.consumer.subscribe(list(topics), listener=sub)
         sub.task = asyncio.create_task(sub.run(), name=f"kafka:{group}")
         self._subscriptions.append(sub)
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str], timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        described = await admin.describe_topics(topics)
+        ready = all(
+            t["error_code"] == 0 and t["partitions"] and all(p["leader"] >= 0 for p in t["partitions"])
+            for t in described
+        )
+        if ready:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"topics {topics} have no leader after {timeout}s")
+        await asyncio.sleep(0.1)
 
 
 class _Subscription(ConsumerRebalanceListener):
