@@ -6,9 +6,10 @@ Stores never see the models: they keep `StoredEvent` rows whose `data` is plain 
 """
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, ClassVar, TypeVar
 
@@ -44,26 +45,106 @@ def new_id() -> str:
     return os.urandom(16).hex()
 
 
-@dataclass(frozen=True, slots=True)
 class StoredEvent:
-    """One event as the store keeps it: payload as JSON-ready data, metadata beside it."""
+    """One event as the store keeps it: payload as JSON-ready data, metadata beside it.
+
+    A store that reads the payload as JSON text passes it as `raw` (given both, they say the
+    same); `data` parses it on first use, so an event nobody looks into is never parsed, and a
+    decoder validates the text as it is. Instances are immutable: `replace` returns a copy.
+    """
+
+    __slots__ = (
+        "_data", "_raw", "id", "meta", "position", "stream_id", "time", "type", "type_version",
+        "version",
+    )
 
     id: str
     stream_id: str
     type: str
-    data: dict[str, Any]
-    type_version: int = 1
-    version: int = 0
-    position: int = 0
-    time: datetime = field(default_factory=now)
-    meta: dict[str, Any] = field(default_factory=dict)
+    type_version: int
+    version: int
+    position: int
+    time: datetime
+    meta: dict[str, Any]
+
+    def __init__(
+        self,
+        id: str,
+        stream_id: str,
+        type: str,
+        data: dict[str, Any] | None = None,
+        type_version: int = 1,
+        version: int = 0,
+        position: int = 0,
+        time: datetime | None = None,
+        meta: dict[str, Any] | None = None,
+        *,
+        raw: str | None = None,
+    ) -> None:
+        if data is None and raw is None:
+            raise TypeError("a stored event needs its payload as `data` or as `raw` JSON text")
+        _set(self, "id", id)
+        _set(self, "stream_id", stream_id)
+        _set(self, "type", type)
+        _set(self, "type_version", type_version)
+        _set(self, "version", version)
+        _set(self, "position", position)
+        _set(self, "time", time if time is not None else now())
+        _set(self, "meta", meta if meta is not None else {})
+        _set(self, "_data", data)
+        _set(self, "_raw", raw)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            _set(self, "_data", json.loads(self._raw))
+        return self._data
+
+    @property
+    def raw(self) -> str:
+        """The payload as compact JSON text."""
+        if self._raw is None:
+            _set(self, "_raw", json.dumps(self._data, separators=(",", ":")))
+        return self._raw
 
     def at(self, version: int, position: int) -> StoredEvent:
         """This event placed at a stream version and a global position."""
-        return StoredEvent(
-            self.id, self.stream_id, self.type, self.data, self.type_version,
-            version, position, self.time, self.meta,
-        )
+        return self.replace(version=version, position=position)
+
+    def validate(self, model: type[Event]) -> Event:
+        """The payload as `model`, validated straight from the stored text if never parsed."""
+        if self._data is None:
+            return model.__pydantic_validator__.validate_json(self._raw)
+        return model.model_validate(self._data)
+
+    def replace(self, **changes: Any) -> StoredEvent:
+        """A copy with some attributes changed (a new `data` drops the stored text)."""
+        fields = {name: getattr(self, name) for name in FIELDS if name != "data"}
+        fields.update(data=self._data, raw=self._raw)
+        if "data" in changes:
+            fields["raw"] = None
+        fields.update(changes)
+        return StoredEvent(**fields)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"a stored event is immutable; use replace({name}=...)")
+
+    __delattr__ = __setattr__
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StoredEvent):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in FIELDS)
+        return f"StoredEvent({inner})"
+
+
+FIELDS = ("id", "stream_id", "type", "data", "type_version", "version", "position", "time", "meta")
+_set = object.__setattr__
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +192,6 @@ class Envelope:
         }
         attrs.update({k: v for k, v in optional.items() if v})
         return attrs
-
-
-META_KEYS = ("source", "space", "actor", "correlation_id", "causation_id", "traceparent")
 
 
 class EventRegistry:
@@ -185,31 +263,28 @@ class EventRegistry:
 
     def decode(self, stored: StoredEvent) -> Envelope:
         model = self.model(stored.type)
-        data = self.upcast(stored.type, stored.type_version, stored.data)
-        meta = stored.meta
-        return Envelope(
-            id=stored.id,
-            type=stored.type,
-            stream_id=stored.stream_id,
-            data=model.model_validate(data),
-            version=stored.version,
-            position=stored.position,
-            time=stored.time,
-            **{k: meta[k] for k in META_KEYS if k in meta},
-        )
+        if stored.type_version < model.type_version:
+            data = self.upcast(stored.type, stored.type_version, stored.data)
+            return self.envelope(stored, model.model_validate(data))
+        return self.envelope(stored, stored.validate(model))
 
     def envelope(self, stored: StoredEvent, event: Event) -> Envelope:
         """The envelope of a stored event whose typed payload is already at hand."""
         meta = stored.meta
         return Envelope(
-            id=stored.id,
-            type=stored.type,
-            stream_id=stored.stream_id,
-            data=event,
-            version=stored.version,
-            position=stored.position,
-            time=stored.time,
-            **{k: meta[k] for k in META_KEYS if k in meta},
+            stored.id,
+            stored.type,
+            stored.stream_id,
+            event,
+            stored.version,
+            stored.position,
+            stored.time,
+            meta.get("source", "mlplane"),
+            meta.get("space"),
+            meta.get("actor"),
+            meta.get("correlation_id"),
+            meta.get("causation_id"),
+            meta.get("traceparent"),
         )
 
     def json_schemas(self) -> dict[str, dict[str, Any]]:

@@ -56,7 +56,7 @@ async def fold_batch(
     relevant = [row for row in batch if row.type in projection.handles]
     if not relevant:
         return
-    envelopes = [await log.decode(row) for row in relevant]
+    envelopes = await log.decode_many(relevant)
     keyed = [(projection.key(env), env) for env in envelopes]
     keys = {k for k, _ in keyed if k is not None}
     current = await docs.get_many(physical, keys)

@@ -102,6 +102,29 @@ def test_to_stored_then_decode_round_trips_payload_and_metadata(registry):
     assert env.traceparent == "00-x"
 
 
+def test_a_stored_event_read_as_json_text_decodes_like_one_held_as_data(registry):
+    @registry.register("Thing", topic="t")
+    class Thing(Event):
+        name: str
+        at: datetime
+
+    held = registry.to_stored("thing:1", Thing(name="a", at=datetime(2026, 1, 2, tzinfo=timezone.utc)))
+    read = StoredEvent(held.id, held.stream_id, held.type, raw=held.raw, time=held.time)
+    assert read == held
+    assert read.data == held.data
+    assert registry.decode(read) == registry.decode(held)
+    assert read.replace(data={"name": "b", "at": "2026-01-03T00:00:00Z"}).raw == (
+        '{"name":"b","at":"2026-01-03T00:00:00Z"}'
+    )
+
+
+def test_a_stored_event_is_immutable():
+    stored = StoredEvent(id="e1", stream_id="s", type="Thing", data={"n": 1})
+    with pytest.raises(AttributeError):
+        stored.version = 2  # type: ignore[misc]
+    assert stored.at(2, 5).version == 2 and stored.version == 0
+
+
 def test_stored_old_versions_are_upcast_step_by_step_to_the_current_shape(registry):
     @registry.register("ModelTrained", topic="training", version=3)
     class ModelTrained(Event):

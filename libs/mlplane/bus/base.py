@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import groupby
 
 from opentelemetry.trace import SpanKind
@@ -68,7 +68,7 @@ def publish_span(topic: str, run: Sequence[StoredEvent]) -> Iterator[list[Stored
         if parent == traceparent:
             yield list(run)
         else:
-            yield [replace(ev, meta={**ev.meta, "traceparent": parent}) for ev in run]
+            yield [ev.replace(meta={**ev.meta, "traceparent": parent}) for ev in run]
 
 
 class Bus(abc.ABC):
@@ -107,8 +107,8 @@ class Bus(abc.ABC):
                 reason = f"{type(exc).__name__}: {exc}"
                 if attempt == self.retry.max_attempts:
                     log.error("dead-lettering %s %s for %s: %s", event.type, event.id, group, reason)
-                    parked = replace(
-                        event, meta={**event.meta, "error": reason, "failed_group": group}
+                    parked = event.replace(
+                        meta={**event.meta, "error": reason, "failed_group": group}
                     )
                     await self.publish(dlq_topic(topic), [parked])
                     return

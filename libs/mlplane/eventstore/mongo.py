@@ -23,6 +23,7 @@ refuse (dots, a leading `$`) and integers wider than BSON's, and the store never
 """
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -42,26 +43,26 @@ def _doc(ev: StoredEvent) -> dict[str, Any]:
         "type": ev.type,
         "tv": ev.type_version,
         "time": ev.time.isoformat(),
-        "data": json.dumps(ev.data, separators=(",", ":")),
+        "data": ev.raw,
         "meta": json.dumps(ev.meta, separators=(",", ":")),
     }
 
 
 def _events(commit: dict[str, Any]) -> list[StoredEvent]:
+    stream_id, first, position = commit["stream_id"], commit["first"], commit["_id"]
     return [
         StoredEvent(
-            id=e["id"],
-            stream_id=commit["stream_id"],
-            type=e["type"],
-            data=json.loads(e["data"]),
-            type_version=e["tv"],
-            version=commit["first"] + i,
-            position=commit["_id"] + i,
-            time=datetime.fromisoformat(e["time"]),
-            meta=json.loads(e["meta"]),
+            e["id"], stream_id, e["type"], None, e["tv"], first + i, position + i,
+            datetime.fromisoformat(e["time"]), _meta(e["meta"]), raw=e["data"],
         )
         for i, e in enumerate(commit["events"])
     ]
+
+
+@functools.lru_cache(maxsize=4096)
+def _meta(raw: str) -> dict[str, Any]:
+    """Metadata repeats across the events of one append and one request: parse it once."""
+    return json.loads(raw)
 
 
 class MongoEventStore(EventStore):

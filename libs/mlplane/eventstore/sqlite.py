@@ -76,7 +76,7 @@ def _row(ev: StoredEvent) -> tuple:
         ev.type,
         ev.type_version,
         ev.time.isoformat(),
-        json.dumps(ev.data, separators=(",", ":")),
+        ev.raw,
         json.dumps(ev.meta, separators=(",", ":")),
     )
 
@@ -84,15 +84,8 @@ def _row(ev: StoredEvent) -> tuple:
 def _event(row: tuple) -> StoredEvent:
     position, id_, stream_id, version, type_, type_version, time, data, meta = row
     return StoredEvent(
-        id=id_,
-        stream_id=stream_id,
-        type=type_,
-        data=json.loads(data),
-        type_version=type_version,
-        version=version,
-        position=position,
-        time=datetime.fromisoformat(time),
-        meta=_meta(meta),
+        id_, stream_id, type_, None, type_version, version, position,
+        datetime.fromisoformat(time), _meta(meta), raw=data,
     )
 
 
