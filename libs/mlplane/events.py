@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -147,9 +146,12 @@ FIELDS = ("id", "stream_id", "type", "data", "type_version", "version", "positio
 _set = object.__setattr__
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """A decoded event with its CloudEvents attributes and mlplane extensions."""
+class Envelope(NamedTuple):
+    """A decoded event with its CloudEvents attributes and mlplane extensions.
+
+    Immutable; a named tuple because replays build one per event and a tuple is built several
+    times faster than a frozen dataclass.
+    """
 
     id: str
     type: str
