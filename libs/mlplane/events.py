@@ -26,7 +26,7 @@ ERASED = None
 class Event(BaseModel):
     """Base of every event payload. Subclasses are registered with `@registry.register`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="constants")
 
     type_name: ClassVar[str] = ""
     type_version: ClassVar[int] = 1
@@ -108,7 +108,10 @@ class StoredEvent:
 
     def at(self, version: int, position: int) -> StoredEvent:
         """This event placed at a stream version and a global position."""
-        return self.replace(version=version, position=position)
+        return StoredEvent(
+            self.id, self.stream_id, self.type, self._data, self.type_version, version, position,
+            self.time, self.meta, raw=self._raw,
+        )
 
     def validate(self, model: type[Event]) -> Event:
         """The payload as `model`, validated straight from the stored text if never parsed."""
@@ -259,7 +262,7 @@ class EventRegistry:
             stream_id=stream_id,
             type=event.type_name,
             type_version=event.type_version,
-            data=event.model_dump(mode="json"),
+            raw=event.model_dump_json(),
             meta={k: v for k, v in meta.items() if v is not None},
         )
 

@@ -200,3 +200,14 @@ def test_json_schemas_describe_each_type_under_its_name_and_version(registry):
     assert schema["x-mlplane"] == {"type": "UserInvited", "version": 2, "topic": "gateway", "personal": ["email"]}
     assert schema["required"] == ["user"]
     assert schema["additionalProperties"] is False
+
+
+def test_non_finite_numbers_survive_the_stored_json(registry):
+    @registry.register("Scored", topic="t")
+    class Scored(Event):
+        loss: float
+        metrics: dict[str, float]
+
+    stored = registry.to_stored("run:1", Scored(loss=float("inf"), metrics={"a.b": float("-inf")}))
+    decoded = registry.decode(StoredEvent(stored.id, "run:1", "Scored", raw=stored.raw)).data
+    assert (decoded.loss, decoded.metrics) == (float("inf"), {"a.b": float("-inf")})

@@ -67,18 +67,17 @@ def _use_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.01)
 
 
-def _row(ev: StoredEvent) -> tuple:
-    return (
-        ev.position,
-        ev.id,
-        ev.stream_id,
-        ev.version,
-        ev.type,
-        ev.type_version,
-        ev.time.isoformat(),
-        ev.raw,
-        json.dumps(ev.meta, separators=(",", ":")),
-    )
+def _rows(events: Sequence[StoredEvent]) -> list[tuple]:
+    """Rows to insert; the metadata, shared by the events of one append, is encoded once."""
+    rows, meta, meta_json = [], None, ""
+    for ev in events:
+        if ev.meta != meta:
+            meta, meta_json = ev.meta, json.dumps(ev.meta, separators=(",", ":"))
+        rows.append((
+            ev.position, ev.id, ev.stream_id, ev.version, ev.type, ev.type_version,
+            ev.time.isoformat(), ev.raw, meta_json,
+        ))
+    return rows
 
 
 def _event(row: tuple) -> StoredEvent:
@@ -109,21 +108,22 @@ class SQLiteEventStore(EventStore):
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            current = db.execute(
-                "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?", (stream_id,)
-            ).fetchone()[0]
+            current, head = db.execute(
+                "SELECT (SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?),"
+                " (SELECT COALESCE(MAX(position), 0) FROM events)",
+                (stream_id,),
+            ).fetchone()
             if expected_version is not None and current != expected_version:
                 existing = self._already_stored(events)
                 if existing is not None:  # a retry of an append that went through
                     db.execute("ROLLBACK")
                     return existing
                 raise ConcurrencyError(stream_id, expected_version, current)
-            head = db.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
             stored = [ev.at(current + i, head + i) for i, ev in enumerate(events, start=1)]
             try:
                 db.executemany(
                     f"INSERT INTO events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                    [_row(ev) for ev in stored],
+                    _rows(stored),
                 )
             except sqlite3.IntegrityError:  # an event id already stored: an idempotent retry
                 db.execute("ROLLBACK")
