@@ -4,8 +4,9 @@
 one process. A service's bootstrap module exposes `SERVICE`; importing it connects to nothing.
 
 The process that runs the gateway is the read and write side of the whole API: it serves every
-service's routes (wired with what they need), and runs every projection, so each read model has
-one runner and writes can read their own effects. Any other process runs only the workers of
+service's routes (wired with what they need), runs every projection, so each read model has
+one runner and writes can read their own effects, and runs the outbox relay, so each event is
+published once (at least once after a crash), not once per process. Any other process runs only the workers of
 the services it names (process managers: jobs, the fleet poller, rollouts, log ingest, webhook
 delivery), which react to the bus. In one process (`all`) both roles coincide.
 """

@@ -16,7 +16,7 @@ from mlplane.http import docstring_summaries, install_problem_handlers
 from mlplane.kernel import Kernel
 from mlplane.middleware import BodyLimit, HttpMetrics, Metrics, RequestContext
 from mlplane.probes import probes
-from mlplane.service import Service, load, roles
+from mlplane.service import Service, load, register_all_events, roles
 from mlplane.settings import Settings
 from prometheus_client import CollectorRegistry
 
@@ -84,7 +84,9 @@ def create_app(
         authenticator = TokenAuthenticator(kernel)
         authenticator.watch(kernel)
         kernel.extensions[AUTHENTICATOR] = authenticator
-        await kernel.start()
+        if plan.api:  # the one process that relays the outbox must know every event type
+            register_all_events()
+        await kernel.start(relay=bool(plan.api))
         app.state.kernel = kernel
         app.state.authenticator = authenticator
         try:
