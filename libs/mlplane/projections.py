@@ -121,7 +121,7 @@ async def build_into(projection: Projection, log: EventLog, docs: ReadModelStore
     follower = Follower(
         physical, log.store, docs,
         lambda batch: fold_batch(projection, log, docs, physical, batch),
-        batch_size=2000,
+        batch_size=10_000,
     )
     return await follower.run_once()
 
