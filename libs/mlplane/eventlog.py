@@ -7,7 +7,8 @@ followers of the log (outbox relay, projection runners) living in the same proce
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
@@ -46,7 +47,7 @@ class EventLog:
         self.store = store
         self.registry = registry
         self.keys = keys
-        self._appended = asyncio.Event()
+        self._signals: weakref.WeakSet[asyncio.Event] = weakref.WeakSet()  # one per waker
 
     async def append(
         self,
@@ -78,15 +79,25 @@ class EventLog:
         return [self.registry.envelope(row, ev) for row, ev in zip(stored, events, strict=True)]
 
     def notify(self) -> None:
-        """Wake the followers of this log."""
-        self._appended.set()
+        """Wake every follower of this log."""
+        for signal in self._signals:
+            signal.set()
 
-    async def wait_for_append(self, timeout: float) -> None:
-        try:
-            await asyncio.wait_for(self._appended.wait(), timeout)
-        except TimeoutError:
-            pass
-        self._appended.clear()
+    def waker(self) -> Callable[[float], Awaitable[None]]:
+        """A wait for the next append, of one follower's own: a notification that arrives while
+        the follower is busy is kept for its next wait, not taken by another follower. The
+        signal lives as long as the returned function."""
+        signal = asyncio.Event()
+        self._signals.add(signal)
+
+        async def wait(timeout: float) -> None:
+            try:
+                await asyncio.wait_for(signal.wait(), timeout)
+            except TimeoutError:
+                pass
+            signal.clear()
+
+        return wait
 
     async def read_stream(
         self, stream_id: str, from_version: int = 1, to_version: int | None = None

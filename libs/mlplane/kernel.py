@@ -54,11 +54,12 @@ class Kernel:
 
     async def start(self, *, relay: bool = True, projections: bool = True) -> None:
         await self.bus.start()
-        poll = 0.05 if not self.settings.distributed else 0.25
+        # in-process appends wake the followers at once; polling only catches other processes
+        poll = 0.5 if not self.settings.distributed else 0.25
         if relay:
             outbox = OutboxRelay(
                 self.log.store, self.docs, self.bus, self.log.registry,
-                poll_interval=poll, wake=self.log.wait_for_append,
+                poll_interval=poll, wake=self.log.waker(),
             )
             self._spawn("outbox-relay", outbox.run(), outbox)
         if projections:

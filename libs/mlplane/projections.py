@@ -82,7 +82,7 @@ class ProjectionRunner:
         self._physical = self.projection.name
         self.follower = Follower(
             self.projection.name, self.log.store, self.docs, self._apply,
-            wake=self.log.wait_for_append, **self.options,
+            wake=self.log.waker(), **self.options,
         )
 
     async def _apply(self, batch: Sequence[StoredEvent]) -> None:

@@ -88,6 +88,7 @@ class Cursor:
     def __init__(self, dispatcher: Dispatcher, doc: dict[str, Any]) -> None:
         self.dispatcher = dispatcher
         self.kernel = dispatcher.kernel
+        self._wake = self.kernel.log.waker()
         self.settings = dispatcher.settings
         self.doc = doc
         self.id: str = doc["id"]
@@ -115,7 +116,7 @@ class Cursor:
             await self._pause(1.0)
             return position
         if not rows:
-            await self.kernel.log.wait_for_append(0.5)
+            await self._wake(0.5)
             return position
         for row in rows:
             if self._stopping.is_set():

@@ -74,7 +74,7 @@ async def test_every_event_is_delivered_after_the_broker_restarts(
 
     await consumer_bus.subscribe(f"{unique}{CounterTotals.name}", [topic], handle)
     relay = OutboxRelay(log.store, docs, relay_bus, log.registry,
-                        batch_size=200, poll_interval=0.2, wake=log.wait_for_append)
+                        batch_size=200, poll_interval=0.2, wake=log.waker())
     relaying = asyncio.create_task(relay.run())
     stop_writing = asyncio.Event()
     writer = asyncio.create_task(keep_appending(log, stop_writing))

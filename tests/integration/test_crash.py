@@ -145,7 +145,7 @@ async def test_kafka_consumer_killed_at_random_points_loses_and_repeats_nothing(
     bus = KafkaBus(kafka_bootstrap)
     await bus.start()
     relay = OutboxRelay(log.store, checkpoints, bus, counter_registry(topic),
-                        poll_interval=0.05, wake=log.wait_for_append)
+                        poll_interval=0.05, wake=log.waker())
     relaying = asyncio.create_task(relay.run())
     writer = asyncio.create_task(append_slowly(log, events, STREAMS, seconds=8))
 

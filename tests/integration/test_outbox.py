@@ -154,7 +154,7 @@ async def test_a_relay_whose_publish_fails_retries_and_keeps_its_checkpoint(sqli
     await bus.subscribe(f"{unique}watcher", [topic], handle)
     await append_counters(log, 30, streams=3)
     relay = OutboxRelay(log.store, checkpoints, bus, log.registry,
-                        batch_size=10, poll_interval=0.01, wake=log.wait_for_append)
+                        batch_size=10, poll_interval=0.01, wake=log.waker())
     checkpoints_seen: list[int] = []
 
     async def step() -> int:
