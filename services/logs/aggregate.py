@@ -19,6 +19,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
+from operator import add
 from typing import Any
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -120,6 +121,9 @@ class LogRecord:
         return out
 
 
+LOG_FIELDS = tuple(f.name for f in fields(LogRecord))
+
+
 def histogram_index(latency_us: int) -> int:
     return bisect.bisect_left(_BOUNDS_US, latency_us)
 
@@ -164,10 +168,15 @@ class Stats:
         return self
 
     def merge(self, other: Stats) -> Stats:
-        for name in STAT_FIELDS:
-            mine, theirs = getattr(self, name), getattr(other, name)
-            setattr(self, name, max(mine, theirs) if name == "latency_max_us" else mine + theirs)
-        self.hist = [a + b for a, b in zip(self.hist, other.hist, strict=True)]
+        self.calls += other.calls
+        self.errors += other.errors
+        self.latency_us += other.latency_us
+        self.latency_max_us = max(self.latency_max_us, other.latency_max_us)
+        self.tokens_in += other.tokens_in
+        self.tokens_out += other.tokens_out
+        self.request_bytes += other.request_bytes
+        self.response_bytes += other.response_bytes
+        self.hist = list(map(add, self.hist, other.hist))
         return self
 
     def row(self) -> tuple[int, ...]:
@@ -230,14 +239,39 @@ def bucket_keys(r: LogRecord) -> list[BucketKey]:
 
 
 def bucket_deltas(records: Iterable[LogRecord]) -> dict[BucketKey, Stats]:
-    """What `records` add to each summary bucket, at every level."""
-    out: dict[BucketKey, Stats] = {}
+    """What `records` add to each summary bucket, at every level.
+
+    Each log is folded into its minute bucket once; minute buckets are merged into the hour and
+    day buckets that contain them (live traffic puts many logs in each minute bucket)."""
+    minutes: dict[BucketKey, Stats] = {}
     for r in records:
-        for key in bucket_keys(r):
-            stats = out.get(key)
-            if stats is None:
-                stats = out[key] = Stats()
-            stats.add(r)
+        key = (MINUTE, bucket_start(r.ts, MINUTE), r.space, r.model, r.user, r.type, r.status)
+        stats = minutes.get(key)
+        if stats is None:
+            stats = minutes[key] = Stats()
+        stats.add(r)
+    out: dict[BucketKey, Stats] = dict(minutes)
+    for (_, start, *dims), stats in minutes.items():
+        for level in LEVELS[1:]:
+            key = (level, start - start % level, *dims)
+            rolled = out.get(key)
+            if rolled is None:
+                out[key] = Stats().merge(stats)
+            else:
+                rolled.merge(stats)
+    return out
+
+
+def over_all_users(deltas: Mapping[BucketKey, Stats]) -> dict[tuple, Stats]:
+    """The same buckets with users merged: keys (level, start, space, model, type, status)."""
+    out: dict[tuple, Stats] = {}
+    for (level, start, space, model, _user, type_, status), stats in deltas.items():
+        key = (level, start, space, model, type_, status)
+        merged = out.get(key)
+        if merged is None:
+            out[key] = Stats().merge(stats)
+        else:
+            merged.merge(stats)
     return out
 
 

@@ -2,7 +2,7 @@
 ingest of inference logs (Kafka consumer group or in-process subscription), the purge of expired
 raw logs and the webhook dispatcher, all run as one kernel worker.
 
-Importing this module connects to nothing; `_on_start` does, inside the app's lifespan.
+Importing this module connects to nothing; `_wire` and `_on_start` do, inside the app's lifespan.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ from .settings import SETTINGS, LogsSettings
 from .store import LogStore
 
 
-def open_store(url: str, prefix: str = "") -> LogStore:
-    """The log store adapter a URL names."""
+def open_store(url: str, prefix: str = "", *, writer: str = "thread") -> LogStore:
+    """The log store adapter a URL names; `writer="process"` gives SQLite a writer process (the
+    Kafka ingest's volume), the default a writer thread."""
     if url.startswith("sqlite://"):
         from .store.sqlite import SQLiteLogStore
 
-        return SQLiteLogStore(sqlite_path(url))
+        return SQLiteLogStore(sqlite_path(url), writer=writer)
     if url.startswith("mongodb://"):
         from .store.mongo import MongoLogStore
 
@@ -44,35 +45,49 @@ def _projections():
     return projections()
 
 
+def _store_url(kernel: Kernel, settings: LogsSettings) -> str:
+    return settings.store_url(kernel.settings.readmodels_url, Path(kernel.settings.home))
+
+
 async def _wire(kernel: Kernel) -> None:
+    """The routes read the log store (and write nothing to it)."""
     from .api import STORE
 
     settings = LogsSettings()
-    store = open_store(
-        settings.store_url(kernel.settings.readmodels_url, Path(kernel.settings.home)),
-        kernel.settings.prefix,
-    )
+    store = open_store(_store_url(kernel, settings), kernel.settings.prefix)
     await store.open()
     kernel.extensions[STORE], kernel.extensions[SETTINGS] = store, settings
 
 
 async def _on_start(kernel: Kernel) -> None:
-    from .api import STORE
+    """The workers write through a store of their own: on Kafka, with a writer process."""
     from .delivery import Dispatcher
     from .ingest import InprocIngest, KafkaIngest
     from .workers import LogsWorkers, Purger
 
-    store, settings = kernel.extensions[STORE], kernel.extensions[SETTINGS]
+    settings: LogsSettings = kernel.extensions[SETTINGS]
+    bus_url = kernel.settings.bus_url
+    kafka = bus_url.startswith("kafka://")
+    store = open_store(
+        _store_url(kernel, settings),
+        kernel.settings.prefix,
+        writer="process" if kafka else "thread",
+    )
+    await store.open()
     parts: list = [
         Purger(store, timedelta(hours=settings.retention_hours), settings.purge_interval_s)
     ]
-    bus_url = kernel.settings.bus_url
-    if bus_url.startswith("kafka://"):
+    if kafka and settings.ingest:
         bootstrap = bus_url.removeprefix("kafka://").rstrip("/")
-        parts.append(
-            KafkaIngest(bootstrap, store, group=settings.ingest_group, batch=settings.ingest_batch)
+        ingest = KafkaIngest(
+            bootstrap,
+            store,
+            group=settings.ingest_group,
+            batch=settings.ingest_batch,
+            session_timeout_ms=settings.ingest_session_timeout_ms,
         )
-    else:
+        parts.append(ingest)
+    elif not kafka:
         await InprocIngest(kernel.bus, store, group=settings.ingest_group).start()
     if settings.webhook_dispatch:
         parts.append(Dispatcher(kernel, settings))

@@ -1,11 +1,14 @@
 """The ingest: inference logs from the bus into the log store (raw log and summary buckets).
 
-Kafka mode reads `mlplane.inference` with its own aiokafka consumer group, a batch per
-partition at a time: one store write per batch (the store applies it exactly once, keyed by the
-partition's offsets), then the offset commit. The bus's per-event delivery path (a span and a
-handler call per event) is built for commands, not for tens of thousands of logs a second.
-A store failure is retried with backoff for as long as it lasts (nothing is committed, nothing
-lost); a message that is not a valid log is parked on `mlplane.inference.dlq` with the reason.
+Kafka mode reads `mlplane.inference` with its own aiokafka consumer group. Each fetch (up to
+`batch` logs over every partition it holds) is one store write (the store applies it exactly
+once, keyed by each partition's offsets), then one offset commit. Fetching and decoding the next
+batch overlaps with storing the last one, two batches ahead at most; on SQLite the writes run in
+a process of their own (`WriterProcess`), so both sides get a core. The bus's per-event path (a
+span and a handler call per event) is built for commands, not for tens of thousands of logs a
+second. A store failure is retried with backoff for as long as it lasts (nothing is committed,
+nothing is lost); a message that is not a valid log is parked on `mlplane.inference.dlq` with
+the reason.
 
 In-process mode subscribes through the bus like any consumer: the embedded platform's volume
 is a single process's.
@@ -14,15 +17,17 @@ is a single process's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.structs import TopicPartition
 from mlplane.bus import Bus, RetryPolicy, dlq_topic, topic_name
 from mlplane.bus.kafka import KafkaBus
-from mlplane.events import StoredEvent, registry
+from mlplane.events import StoredEvent, new_id, registry
 from pydantic import ValidationError
 
 from .aggregate import LogRecord
@@ -34,7 +39,21 @@ log = logging.getLogger("mlplane.logs.ingest")
 
 TOPIC = topic_name(INFERENCE)
 TYPE = InferenceLogged.type_name
+TYPE_HEADER = TYPE.encode()
 STORE_RETRY = RetryPolicy(first_delay=0.2, max_delay=10.0)
+PIPELINE = 2
+"""Batches fetched ahead of the one being stored."""
+DRAIN_S = 10.0
+
+
+@dataclass
+class _Batch:
+    """What one fetch brought: the logs of each partition, what was not a log, and the offset
+    each partition is committed at once it is stored."""
+
+    records: dict[TopicPartition, list[LogRecord]] = field(default_factory=dict)
+    bad: list[tuple[TopicPartition, object, str]] = field(default_factory=list)
+    next: dict[TopicPartition, int] = field(default_factory=dict)
 
 
 class BadLog(Exception):
@@ -60,8 +79,8 @@ def record_of(
 
 
 def decode(msg) -> LogRecord:
-    headers = {k: v for k, v in msg.headers if k in ("ce_id", "ce_type", "ce_typeversion")}
-    if headers.get("ce_type") != TYPE.encode() or not headers.get("ce_id"):
+    headers = dict(msg.headers)
+    if headers.get("ce_type") != TYPE_HEADER or not headers.get("ce_id"):
         raise BadLog(f"expected a {TYPE} CloudEvent, got type {headers.get('ce_type')!r}")
     version = int(headers.get("ce_typeversion", b"1"))
     return record_of(headers["ce_id"].decode(), msg.value, version, msg.offset)
@@ -75,16 +94,18 @@ class KafkaIngest(ConsumerRebalanceListener):
         *,
         topic: str = TOPIC,
         group: str = "mlplane-logs",
-        batch: int = 5000,
+        batch: int = 20_000,
+        session_timeout_ms: int = 10_000,
         retry: RetryPolicy = STORE_RETRY,
         client_id: str = "mlplane-logs",
     ) -> None:
         self.bootstrap, self.store, self.topic, self.group = bootstrap, store, topic, group
         self.batch, self.retry, self.client_id = batch, retry, client_id
+        self.session_timeout_ms = session_timeout_ms
         self.consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._stopping = asyncio.Event()
-        self._lock = asyncio.Lock()
+        self._pending: asyncio.Queue[_Batch] = asyncio.Queue(PIPELINE)
         self.ingested = 0
 
     async def run(self) -> None:
@@ -110,59 +131,78 @@ class KafkaIngest(ConsumerRebalanceListener):
             auto_offset_reset="earliest",
             max_poll_records=self.batch,
             max_partition_fetch_bytes=8 << 20,
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=self.session_timeout_ms // 3,
             fetch_max_bytes=32 << 20,
         )
         await self.consumer.start()
+        writer = asyncio.create_task(self._write_loop(), name="logs-ingest-writer")
         try:
             self.consumer.subscribe([self.topic], listener=self)
             while not self._stopping.is_set():
-                await self._step()
+                await self._fetch()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._pending.join(), DRAIN_S)
         finally:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+            self._pending = asyncio.Queue(PIPELINE)
             await self.consumer.stop()
             if self._producer is not None:
                 await self._producer.stop()
+                self._producer = None
 
-    async def _step(self) -> None:
+    async def _fetch(self) -> None:
+        """Fetch and decode; the writer stores the previous batch meanwhile."""
         assert self.consumer is not None
-        batches = await self.consumer.getmany(timeout_ms=200, max_records=self.batch)
-        async with self._lock:
-            for tp, msgs in batches.items():
-                if msgs and not self._stopping.is_set():
-                    await self._apply(tp, msgs)
+        fetched = await self.consumer.getmany(timeout_ms=200, max_records=self.batch)
+        batch = _Batch()
+        for tp, msgs in fetched.items():
+            if msgs:
+                records = batch.records.setdefault(tp, [])
+                for msg in msgs:
+                    try:
+                        records.append(decode(msg))
+                    except BadLog as exc:
+                        batch.bad.append((tp, msg, str(exc)))
+                batch.next[tp] = msgs[-1].offset + 1
+        if batch.next:
+            await self._pending.put(batch)
 
-    async def _apply(self, tp: TopicPartition, msgs: list) -> None:
-        records, bad = [], []
-        for msg in msgs:
+    async def _write_loop(self) -> None:
+        while True:
+            batch = await self._pending.get()
             try:
-                records.append(decode(msg))
-            except BadLog as exc:
-                bad.append((msg, str(exc)))
-        source = f"{tp.topic}/{tp.partition}"
+                await self._write(batch)
+            finally:
+                self._pending.task_done()
+
+    async def _write(self, batch: _Batch) -> None:
+        """Store the batch in one write (retried as long as the store fails), park what is not
+        a log, and commit each partition's offset past it."""
+        parts = {f"{tp.topic}/{tp.partition}": records for tp, records in batch.records.items()}
         attempt = 0
         while True:
             attempt += 1
             try:
-                self.ingested += await self.store.ingest(source, records)
+                self.ingested += await self.store.ingest_many(parts)
                 break
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the store is retried as long as it fails
-                log.warning("ingest of %s failed (attempt %d): %s", source, attempt, exc)
-                if self._stopping.is_set():
-                    self.consumer.seek(tp, msgs[0].offset)
-                    return
+                log.warning("ingest of %s failed (attempt %d): %s", ", ".join(parts), attempt, exc)
                 await asyncio.sleep(self.retry.delay(min(attempt, self.retry.max_attempts)))
-        if bad:
-            await self._park(tp, bad)
-        await self._commit(tp, msgs[-1].offset + 1)
+        if batch.bad:
+            await self._park(batch.bad)
+        await self._commit(batch.next)
 
-    async def _park(self, tp: TopicPartition, bad: Sequence[tuple[object, str]]) -> None:
+    async def _park(self, bad: Sequence[tuple[TopicPartition, object, str]]) -> None:
         if self._producer is None:
             self._producer = AIOKafkaProducer(
                 bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True
             )
             await self._producer.start()
-        for msg, reason in bad:
+        for tp, msg, reason in bad:
             log.error("parking message %s of %s/%d: %s", msg.offset, tp.topic, tp.partition, reason)
             headers = [
                 *msg.headers,
@@ -173,15 +213,14 @@ class KafkaIngest(ConsumerRebalanceListener):
                 dlq_topic(tp.topic), msg.value, key=msg.key, headers=headers
             )
 
-    async def _commit(self, tp: TopicPartition, offset: int) -> None:
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:
-            await self.consumer.commit({tp: offset})
+            await self.consumer.commit(offsets)
         except Exception as exc:  # noqa: BLE001 - the store holds the offsets that matter
-            log.warning("group %s could not commit %s at %d: %s", self.group, tp, offset, exc)
+            log.warning("group %s could not commit %s: %s", self.group, offsets, exc)
 
     async def on_partitions_revoked(self, revoked) -> None:
-        async with self._lock:  # the batch in hand is written and committed first
-            pass
+        await self._pending.join()  # what was fetched is written and committed first
 
     async def on_partitions_assigned(self, assigned) -> None:
         """Resume each partition after the last offset the store applied, which may be past
@@ -211,26 +250,22 @@ class InprocIngest:
             await self.store.ingest(INPROC, [record_of(event.id, event.data, event.type_version)])
 
 
-async def publish_logs(
-    bus: Bus,
-    logs: Sequence[InferenceLogged],
-    *,
-    topic: str = TOPIC,
-    source: str = "mlplane/serving",
-) -> list[str]:
-    """Put inference logs on the bus (what the serving path calls); returns their ids.
-
-    Each log is its own subject (`inference-log:<id>`), so logs spread over every partition.
-    """
+def log_rows(logs: Sequence[InferenceLogged], source: str = "mlplane/serving") -> list[StoredEvent]:
+    """Inference logs as bus messages: each its own subject (`inference-log:<id>`), so logs
+    spread over every partition, with the inference's time as the event's."""
     rows = []
     for entry in logs:
-        row = registry.to_stored(
-            "", entry, source=source, space=entry.space, correlation_id=entry.correlation_id or None
-        )
+        log_id = new_id()
+        meta = {
+            "source": source,
+            "space": entry.space,
+            "correlation_id": entry.correlation_id or None,
+        }
+        row = registry.to_stored(f"inference-log:{log_id}", entry, event_id=log_id, **meta)
         rows.append(
             StoredEvent(
                 row.id,
-                f"inference-log:{row.id}",
+                row.stream_id,
                 row.type,
                 row.data,
                 row.type_version,
@@ -240,5 +275,17 @@ async def publish_logs(
                 row.meta,
             )
         )
+    return rows
+
+
+async def publish_logs(
+    bus: Bus,
+    logs: Sequence[InferenceLogged],
+    *,
+    topic: str = TOPIC,
+    source: str = "mlplane/serving",
+) -> list[str]:
+    """Put inference logs on the bus (what the serving path does); returns their ids."""
+    rows = log_rows(logs, source)
     await bus.publish(topic, rows)
     return [row.id for row in rows]

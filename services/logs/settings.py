@@ -18,10 +18,14 @@ class LogsSettings(BaseSettings):
     retention_hours: float = Field(default=24 * 14, gt=0)
     """Raw logs older than this are purged; summaries stay."""
     purge_interval_s: float = Field(default=600, gt=0)
+    ingest: bool = True
+    """Run the Kafka ingest in this process (off: `python -m services.logs ingest` runs it)."""
     ingest_group: str = "mlplane-logs"
     """Kafka consumer group of the ingest."""
-    ingest_batch: int = Field(default=5000, ge=1)
-    """Most logs fetched and written in one batch."""
+    ingest_session_timeout_ms: int = Field(default=10_000, ge=6_000)
+    """How soon the partitions of an ingest that died go to another one (Kafka session)."""
+    ingest_batch: int = Field(default=20_000, ge=1)
+    """Most logs fetched and written in one batch (two batches are held at once: about 40 MB)."""
     webhook_allow_private: bool = False
     """Allow webhook URLs on loopback, link-local and private addresses (an administrator's
     choice: off, a subscription cannot make the platform call into its own network)."""

@@ -17,6 +17,7 @@ from services.logs.aggregate import (
     bucket_deltas,
     fold,
     fold_by_model,
+    over_all_users,
     report,
 )
 from services.logs.samples import records
@@ -117,3 +118,18 @@ def test_an_empty_report_is_zeros():
     assert (
         answer["total_calls"] == 0 and answer["success_rate"] == 0.0 and answer["model_usage"] == {}
     )
+
+
+def test_buckets_over_all_users_add_up_to_the_buckets_per_user():
+    deltas = bucket_deltas(records(1000))
+    merged = over_all_users(deltas)
+    assert len(merged) < len(deltas)
+    for level in LEVELS:
+        per_user, all_users = Stats(), Stats()
+        for (lv, *_), stats in deltas.items():
+            if lv == level:
+                per_user.merge(stats)
+        for (lv, *_), stats in merged.items():
+            if lv == level:
+                all_users.merge(stats)
+        assert per_user == all_users

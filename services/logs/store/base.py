@@ -82,8 +82,11 @@ class LogStore(abc.ABC):
         """Create tables, collections and indexes."""
 
     @abc.abstractmethod
+    async def ingest_many(self, batches: Mapping[str, Sequence[LogRecord]]) -> int:
+        """Apply the logs of each source (in offset order), exactly once; return how many were new."""
+
     async def ingest(self, source: str, records: Sequence[LogRecord]) -> int:
-        """Apply the logs of one source, in offset order, exactly once; return how many were new."""
+        return await self.ingest_many({source: records})
 
     @abc.abstractmethod
     async def applied(self, source: str) -> int:
@@ -123,10 +126,6 @@ class LogStore(abc.ABC):
                 out[model] = out[model].merge(stats) if model in out else stats
         return out
 
-    async def all_logs(self, filters: LogFilters, page: int = 10_000) -> list[LogRecord]:
-        out: list[LogRecord] = []
-        while True:
-            _, found = await self.logs(filters, skip=len(out), limit=page)
-            out.extend(found)
-            if len(found) < page:
-                return out
+    @abc.abstractmethod
+    async def all_logs(self, filters: LogFilters) -> list[LogRecord]:
+        """Every matching log, in no particular order (raw summaries, checks)."""

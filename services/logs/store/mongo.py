@@ -128,7 +128,10 @@ class MongoLogStore(LogStore):
         )
         self._opened = True
 
-    async def ingest(self, source: str, records: Sequence[LogRecord]) -> int:
+    async def ingest_many(self, batches: Mapping[str, Sequence[LogRecord]]) -> int:
+        return sum([await self._ingest(source, records) for source, records in batches.items()])
+
+    async def _ingest(self, source: str, records: Sequence[LogRecord]) -> int:
         if not records:
             return 0
         await self.open()
@@ -216,6 +219,9 @@ class MongoLogStore(LogStore):
             .limit(limit)
         )
         return count, [_record(d) async for d in cursor]
+
+    async def all_logs(self, filters: LogFilters) -> list[LogRecord]:
+        return [_record(d) async for d in self._raw.find(_match(filters))]
 
     async def bucket_stats(
         self, space: str, level: int, first: int, end: int, dimensions: Mapping[str, Any]
