@@ -17,6 +17,7 @@ import bench_append  # noqa: E402
 import bench_bus  # noqa: E402
 import bench_dataplane  # noqa: E402
 import bench_gateway  # noqa: E402
+import bench_logs  # noqa: E402
 import bench_rebuild  # noqa: E402
 
 MONGO = os.environ.get("MLPLANE_BENCH_MONGO_URL", "mongodb://127.0.0.1:27017/mlplane_bench")
@@ -39,6 +40,8 @@ async def main() -> None:
         *await bench_bus.kafka_bus(KAFKA, n(20_000)),
         *await bench_dataplane.dataplane(n(2_000)),
         await bench_gateway.gateway_list_spaces(n(3_000)),
+        await bench_logs.kafka_ingest(KAFKA, n(100_000), faust_total=n(20_000)),
+        await bench_logs.summary_query(n(1_000_000)),
     ]
     out = Path(__file__).parent / "results" / "latest.json"
     out.parent.mkdir(parents=True, exist_ok=True)
