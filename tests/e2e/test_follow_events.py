@@ -1,0 +1,71 @@
+"""examples/follow_events.py, the outside subscriber of docs/subscribers.md, reads the events the
+platform publishes as CloudEvents."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from asyncio.subprocess import PIPE
+from pathlib import Path
+
+import pytest
+from mlplane.bus.kafka import KafkaBus
+from mlplane.events import registry
+
+from services.gateway.events import SpaceCreated
+
+pytestmark = pytest.mark.kafka
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "follow_events.py"
+
+
+async def test_the_example_subscriber_prints_each_event_as_a_cloudevent(
+    kafka_bootstrap: str, unique: str
+):
+    topic = f"{unique}gateway"
+    rows = [
+        registry.to_stored(
+            f"space:s{i}",
+            SpaceCreated(space_id=f"s{i}", name="n", description="d", owner_id="u"),
+            source="mlplane/gateway",
+            space=f"s{i}",
+            actor="u",
+        ).at(1, i + 1)
+        for i in range(2)
+    ]
+    bus = KafkaBus(kafka_bootstrap)
+    await bus.start()
+    try:
+        await bus.publish(topic, rows)
+    finally:
+        await bus.stop()
+    command = [
+        sys.executable,
+        str(EXAMPLE),
+        "--bootstrap",
+        kafka_bootstrap,
+        "--topic",
+        topic,
+        "--from-beginning",
+        "--type",
+        "Space*",
+        "--max",
+        "2",
+    ]
+    process = await asyncio.create_subprocess_exec(*command, stdout=PIPE, stderr=PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    events = [json.loads(line) for line in out.decode().splitlines()]
+    assert sorted(e["id"] for e in events) == sorted(r.id for r in rows)  # two streams: any order
+    first = next(e for e in events if e["subject"] == "space:s0")
+    assert (
+        first["specversion"] == "1.0"
+        and first["type"] == "SpaceCreated"
+        and first["subject"] == "space:s0"
+    )
+    assert (
+        first["space"] == "s0"
+        and first["data"]["name"] == "n"
+        and first["datacontenttype"] == "application/json"
+    )
