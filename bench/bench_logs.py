@@ -126,7 +126,7 @@ async def _faust(bootstrap: str, topic: str, total: int, folder: Path) -> float 
         env=env,
         cwd=folder,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.STDOUT,
     )
     try:
         out, _ = await asyncio.wait_for(process.communicate(), 300)

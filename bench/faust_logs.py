@@ -5,9 +5,10 @@ The agent does the same work with the same pure functions: each event is decoded
 (`ingest.decode`) and written to the log store (raw log and summary buckets, 5000 at a time),
 and its minute bucket is also kept where faust keeps state: a tumbling-window table backed by a
 changelog topic. Faust changes a table only within the iteration of one event (its partition
-picks the changelog's), so the table is updated event by event. Run by the benchmark as `python bench/faust_logs.py worker`; it prints `RATE <logs/s>`
-(timed from the first batch) once TOTAL logs are in, and exits.
+picks the changelog's), so the table is updated event by event.
 
+Run by the benchmark as `python bench/faust_logs.py worker`; once TOTAL logs are in, it prints
+`RATE <logs/s>` (timed from the first event; faust routes prints to its log, on stderr) and exits.
 Settings come from the environment: BOOTSTRAP, TOPIC, TOTAL, STORE (a SQLite path).
 """
 
