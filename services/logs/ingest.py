@@ -115,11 +115,19 @@ class KafkaIngest(ConsumerRebalanceListener):
             try:
                 await self._session()
             except asyncio.CancelledError:
-                raise
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise
+                # cancelled inside the client (a connection torn down under it), not by our owner
+                log.warning("inference-log ingest: the Kafka client was cancelled; reconnecting")
             except Exception:
-                failures += 1
                 log.exception("inference-log ingest lost its consumer; reconnecting")
-                await asyncio.sleep(self.retry.delay(min(failures, self.retry.max_attempts)))
+            else:
+                continue
+            failures += 1
+            with contextlib.suppress(TimeoutError):
+                delay = self.retry.delay(min(failures, self.retry.max_attempts))
+                await asyncio.wait_for(self._stopping.wait(), delay)
 
     async def _session(self) -> None:
         await KafkaBus(self.bootstrap).ensure_topics([self.topic])
@@ -178,40 +186,54 @@ class KafkaIngest(ConsumerRebalanceListener):
                 self._pending.task_done()
 
     async def _write(self, batch: _Batch) -> None:
-        """Store the batch in one write (retried as long as the store fails), park what is not
-        a log, and commit each partition's offset past it."""
+        """Store the batch in one write, park what is not a log (each retried as long as it
+        fails), and commit each partition's offset past it."""
         parts = {f"{tp.topic}/{tp.partition}": records for tp, records in batch.records.items()}
+        self.ingested += await self._until_done(
+            f"ingest of {', '.join(parts)}", lambda: self.store.ingest_many(parts)
+        )
+        if batch.bad:
+            await self._until_done("parking bad logs", lambda: self._park(batch.bad))
+        await self._commit(batch.next)
+
+    async def _until_done(self, what: str, step):
         attempt = 0
         while True:
             attempt += 1
             try:
-                self.ingested += await self.store.ingest_many(parts)
-                break
+                return await step()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - the store is retried as long as it fails
-                log.warning("ingest of %s failed (attempt %d): %s", ", ".join(parts), attempt, exc)
+            except Exception as exc:  # noqa: BLE001 - retried for as long as it fails
+                log.warning("%s failed (attempt %d): %s", what, attempt, exc)
                 await asyncio.sleep(self.retry.delay(min(attempt, self.retry.max_attempts)))
-        if batch.bad:
-            await self._park(batch.bad)
-        await self._commit(batch.next)
 
     async def _park(self, bad: Sequence[tuple[TopicPartition, object, str]]) -> None:
+        """Put what is not a log on the dead-letter topic, with the reason."""
         if self._producer is None:
-            self._producer = AIOKafkaProducer(
+            producer = AIOKafkaProducer(
                 bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True
             )
-            await self._producer.start()
-        for tp, msg, reason in bad:
-            log.error("parking message %s of %s/%d: %s", msg.offset, tp.topic, tp.partition, reason)
-            headers = [
-                *msg.headers,
-                ("ce_error", reason.encode()),
-                ("ce_failedgroup", self.group.encode()),
-            ]
-            await self._producer.send_and_wait(
-                dlq_topic(tp.topic), msg.value, key=msg.key, headers=headers
-            )
+            await producer.start()
+            self._producer = producer
+        try:
+            for tp, msg, reason in bad:
+                log.error(
+                    "parking message %s of %s/%d: %s", msg.offset, tp.topic, tp.partition, reason
+                )
+                headers = [
+                    *msg.headers,
+                    ("ce_error", reason.encode()),
+                    ("ce_failedgroup", self.group.encode()),
+                ]
+                await self._producer.send_and_wait(
+                    dlq_topic(tp.topic), msg.value, key=msg.key, headers=headers
+                )
+        except Exception:
+            producer, self._producer = self._producer, None
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:

@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from mlplane.bus.kafka import KafkaBus
 
 from services.logs.aggregate import LogRecord, Period, fold_by_model, report
@@ -166,3 +167,54 @@ async def test_an_ingest_killed_mid_stream_loses_nothing_and_counts_nothing_twic
 async def _above(store: LogStore, count: int, process: subprocess.Popen, output: Path) -> bool:
     assert process.poll() is None, output.read_text()
     return await stored(store) >= count
+
+
+async def test_what_is_not_a_log_is_parked_with_the_reason(
+    kafka_bootstrap: str, unique: str, store: LogStore
+):
+    topic = f"{unique}inference"
+    published = await produce(kafka_bootstrap, topic, 50, seed=3)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topic,
+            b"{not json",
+            key=b"x",
+            headers=[("ce_id", b"bad-1"), ("ce_type", b"InferenceLogged")],
+        )
+        await producer.send_and_wait(
+            topic, b"{}", key=b"y", headers=[("ce_id", b"bad-2"), ("ce_type", b"SpaceCreated")]
+        )
+    finally:
+        await producer.stop()
+    ingest = KafkaIngest(kafka_bootstrap, store, topic=topic, group=f"{unique}logs")
+    task = asyncio.create_task(ingest.run())
+    try:
+        await until(lambda: _done(ingest, task, 50), 60, "the good logs stored")
+        parked = await read_all(kafka_bootstrap, f"{topic}.dlq", 2)
+    finally:
+        ingest.stop()
+        await task
+    assert await stored(store) == len(published)
+    reasons = {dict(m.headers)["ce_id"]: dict(m.headers)["ce_error"].decode() for m in parked}
+    assert set(reasons) == {b"bad-1", b"bad-2"}
+    assert (
+        "not a valid InferenceLogged" in reasons[b"bad-1"] and "SpaceCreated" in reasons[b"bad-2"]
+    )
+
+
+async def read_all(bootstrap: str, topic: str, count: int) -> list:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    try:
+        found: list = []
+        deadline = time.monotonic() + 30
+        while len(found) < count and time.monotonic() < deadline:
+            for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                found.extend(msgs)
+        return found
+    finally:
+        await consumer.stop()
