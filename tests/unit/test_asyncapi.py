@@ -38,7 +38,7 @@ def test_the_checked_in_asyncapi_document_is_current():
     assert (ROOT / "schemas" / "asyncapi.yaml").read_text() == asyncapi.render(
         platform_registry()
     ), (
-        "schemas/asyncapi.yaml is out of date: run `python -m mlplane.asyncapi` and commit the result"
+        "schemas/asyncapi.yaml is out of date: run `mlplane schemas export` and commit the result"
     )
 
 

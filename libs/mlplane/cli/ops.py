@@ -121,13 +121,16 @@ def verify(name: str) -> None:
 
 @schemas.command("export")
 def export_schemas(out: str = "schemas/events") -> None:
-    """Write the JSON Schema of every event type under OUT."""
+    """Write the JSON Schema of every event type under OUT, and the AsyncAPI document of the topics."""
+    from .. import asyncapi
     from .. import schemas as schema_module
 
     register_all_events()
     result = schema_module.export(out)
     if result is not None:
         console.print(result)
+    asyncapi.DEFAULT_PATH.write_text(asyncapi.render(), encoding="utf-8")
+    console.print(f"wrote {asyncapi.DEFAULT_PATH}")
 
 
 @events.command("tail")
