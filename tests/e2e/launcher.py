@@ -110,6 +110,18 @@ class Platform:
         )
 
 
+def drop_collections(mongo_url: str, prefix: str) -> None:
+    """Drop the collections a distributed run kept under its `MLPLANE_PREFIX`."""
+    from pymongo import MongoClient
+
+    client = MongoClient(mongo_url.rsplit("/", 1)[0], serverSelectionTimeoutMS=5000)
+    db = client[mongo_url.rsplit("/", 1)[1] or "mlplane"]
+    for name in db.list_collection_names():
+        if name.startswith(prefix):
+            db.drop_collection(name)
+    client.close()
+
+
 def new_space(admin: httpx.Client, name: str) -> str:
     response = admin.post("/api/v1/spaces", json={"name": name, "description": f"{name} team"})
     assert response.status_code == 201, response.text
