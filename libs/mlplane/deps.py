@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .auth import Authenticator, Principal
-from .errors import Unauthorized
+from .errors import Invalid, Unauthorized
 from .eventlog import Context
 from .kernel import Kernel
 
@@ -60,6 +60,30 @@ async def get_context(
     request: Request, principal: Annotated[Principal, Depends(get_principal)]
 ) -> Context:
     return request_context(request, principal.user_id)
+
+
+SPACE_HEADER = "X-Space-ID"
+
+
+def named_space(request: Request) -> str | None:
+    """The space a request names: the X-Space-ID header, else the `space_id` query parameter."""
+    return request.headers.get(SPACE_HEADER) or request.query_params.get("space_id")
+
+
+def acting_space(principal: Principal, named: str | None, permission: str | None = None) -> str:
+    """The space a call acts in: the one it names, or the caller's only space; checked against
+    the caller's memberships (another space is a 404)."""
+    space = named
+    if not space:
+        spaces = principal.space_ids()
+        if len(spaces) != 1:
+            raise Invalid(
+                f"name the space with an {SPACE_HEADER} header or a space_id parameter",
+                field=SPACE_HEADER,
+            )
+        space = spaces[0]
+    principal.require(space, permission)
+    return space
 
 
 def in_space(ctx: Context, space_id: str) -> Context:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query
-from mlplane.deps import KernelDep, PrincipalDep
+from mlplane.deps import SPACE_HEADER, KernelDep, PrincipalDep, acting_space
 from mlplane.errors import Invalid
 from mlplane.http import PROBLEM_RESPONSES, ListPage
 from mlplane.kernel import Kernel
@@ -21,7 +21,6 @@ from .models import InferenceLogPublic, InferenceLogSummary
 from .store import LogFilters, LogStore
 
 STORE = "logs.store"
-SPACE_HEADER = "X-Space-ID"
 
 inference_logs = APIRouter(
     prefix="/api/v1/inference-logs", tags=["inference-logs"], responses=PROBLEM_RESPONSES
@@ -39,19 +38,8 @@ def requested_space(
         str | None, Query(description="The space, when no X-Space-ID header")
     ] = None,
 ) -> str:
-    """The space a call acts in: the X-Space-ID header, the `space_id` parameter, or the
-    caller's only space."""
-    space = x_space_id or space_id
-    if not space:
-        spaces = principal.space_ids()
-        if len(spaces) != 1:
-            raise Invalid(
-                f"name the space with an {SPACE_HEADER} header or a space_id parameter",
-                field=SPACE_HEADER,
-            )
-        space = spaces[0]
-    principal.require(space)
-    return space
+    """The space a call acts in (see `mlplane.deps.acting_space`)."""
+    return acting_space(principal, x_space_id or space_id)
 
 
 SpaceDep = Annotated[str, Depends(requested_space)]

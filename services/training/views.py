@@ -11,7 +11,7 @@ from mlplane import aggregates
 from mlplane.aggregates import Aggregate
 from mlplane.artifacts import ArtifactStore
 from mlplane.auth import Principal
-from mlplane.deps import in_space
+from mlplane.deps import acting_space, in_space, named_space
 from mlplane.errors import Invalid, NotFound
 from mlplane.eventlog import Context
 from mlplane.events import new_id
@@ -26,7 +26,6 @@ from .projections import TRAININGS as TRAINING_DOCS
 from .settings import TrainingSettings
 
 STORE, SETTINGS = "training.store", "training.settings"
-SPACE_HEADER = "X-Space-ID"
 
 
 @dataclass
@@ -49,19 +48,8 @@ def service(kernel: Kernel) -> Training:
 
 
 def space_of(request: Request, principal: Principal, permission: str | None = None) -> str:
-    """The space a /api/v1 call acts in: the X-Space-ID header, the `space_id` query
-    parameter, or the caller's only space."""
-    space = request.headers.get(SPACE_HEADER) or request.query_params.get("space_id")
-    if not space:
-        spaces = principal.space_ids()
-        if len(spaces) != 1:
-            raise Invalid(
-                f"name the space with an {SPACE_HEADER} header or a space_id parameter",
-                field=SPACE_HEADER,
-            )
-        space = spaces[0]
-    principal.require(space, permission)
-    return space
+    """The space a call acts in (see `mlplane.deps.acting_space`)."""
+    return acting_space(principal, named_space(request), permission)
 
 
 async def write(

@@ -13,8 +13,7 @@ from starlette.datastructures import UploadFile
 from mlplane import aggregates
 from mlplane.artifacts import ArtifactStore
 from mlplane.auth import Principal
-from mlplane.deps import in_space
-from mlplane.errors import Invalid
+from mlplane.deps import acting_space, in_space, named_space
 from mlplane.eventlog import Context
 from mlplane.events import new_id
 from mlplane.kernel import Kernel
@@ -25,7 +24,6 @@ from .repository import ModelTooLarge, Upload, invalid, prepare, version_key
 from .settings import ServingSettings
 
 STORE, SETTINGS = "serving.store", "serving.settings"
-SPACE_HEADER = "X-Space-ID"
 FILE_FIELDS = ("files[]", "files", "Files[]", "Files", "file")
 
 
@@ -47,22 +45,13 @@ def service(kernel: Kernel) -> Serving:
 
 
 def space_of(request: Request, principal: Principal, permission: str | None = None) -> str:
-    """The space a call acts in: the X-Space-ID header, the `space_id` query parameter, or the
-    caller's only space."""
-    space = request.headers.get(SPACE_HEADER) or request.query_params.get("space_id")
-    if not space:
-        spaces = principal.space_ids()
-        if len(spaces) != 1:
-            raise Invalid(f"name the space with an {SPACE_HEADER} header or a space_id parameter",
-                          field=SPACE_HEADER)
-        space = spaces[0]
-    principal.require(space, permission)
-    return space
+    """The space a call acts in (see `mlplane.deps.acting_space`)."""
+    return acting_space(principal, named_space(request), permission)
 
 
 def optional_space(request: Request, principal: Principal) -> str | None:
     """An administrator naming no space sees every space; anyone else acts in one."""
-    if principal.admin and not (request.headers.get(SPACE_HEADER) or request.query_params.get("space_id")):
+    if principal.admin and not named_space(request):
         return None
     return space_of(request, principal)
 
