@@ -13,11 +13,27 @@ from dataclasses import dataclass
 from functools import reduce
 from typing import Any, Generic, TypeVar
 
+from pydantic import BaseModel, ConfigDict
+
 from .errors import ConcurrencyError
 from .eventlog import Context, EventLog
 from .events import Envelope, Event
 
 S = TypeVar("S")
+
+
+class State(BaseModel):
+    """Base of an aggregate's state: immutable, dumped as JSON for read models."""
+
+    model_config = ConfigDict(frozen=True)
+
+    def to_doc(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def stamp(env: Envelope) -> str:
+    """An event's time as the ISO text states and read models carry."""
+    return env.time.isoformat(timespec="microseconds")
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from mlplane.aggregates import Aggregate
+from mlplane.aggregates import Aggregate, State, stamp
 from mlplane.auth import same_secret
 from mlplane.errors import Conflict, MlplaneError, NotFound
 from mlplane.events import Envelope, Event
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from . import commands as c
 from . import events as e
@@ -33,15 +33,6 @@ def user_id_for(name: str) -> str:
     return "u" + hashlib.sha256(f"mlplane-user:{name.strip().lower()}".encode()).hexdigest()[:24]
 
 
-def stamp(env: Envelope) -> str:
-    return env.time.isoformat(timespec="microseconds")
-
-
-class State(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    def to_doc(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
 
 
 # ---------------------------------------------------------------- spaces

@@ -11,11 +11,10 @@ import hashlib
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
-from mlplane.aggregates import Aggregate
+from mlplane.aggregates import Aggregate, stamp
 from mlplane.errors import Conflict, NotFound
 from mlplane.events import Envelope, Event
+from pydantic import BaseModel, ConfigDict
 
 from . import commands as c
 from . import events as e
@@ -30,9 +29,6 @@ def endpoint_id(space_id: str, name: str) -> str:
     digest = hashlib.sha256(f"{space_id}/{name}".encode()).hexdigest()
     return str(uuid.UUID(hex=digest[:32]))
 
-
-def stamp(env: Envelope) -> str:
-    return env.time.isoformat(timespec="microseconds")
 
 
 class EndpointState(BaseModel):

@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mlplane.aggregates import Aggregate
+from mlplane.aggregates import Aggregate, State, stamp
 from mlplane.errors import Conflict, NotFound
 from mlplane.events import Envelope, Event
-from pydantic import BaseModel, ConfigDict
 
 from . import commands as c
 from . import events as e
@@ -25,12 +24,6 @@ STATUS_ENTITIES = frozenset(
 """Kinds of entity (stream prefixes) that accept status updates from outside."""
 
 
-def stamp(env: Envelope) -> str:
-    return env.time.isoformat(timespec="microseconds")
-
-
-class State(BaseModel):
-    model_config = ConfigDict(frozen=True)
 
 
 # ---------------------------------------------------------------- subscriptions

@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mlplane.aggregates import Aggregate
+from mlplane.aggregates import Aggregate, State, stamp
 from mlplane.errors import Conflict, MlplaneError, NotFound
 from mlplane.events import Envelope, Event
-from pydantic import BaseModel, ConfigDict
 
 from . import commands as c
 from . import events as e
@@ -35,15 +34,6 @@ def job_not_found(training_id: str) -> NotFound:
     return NotFound(message, error_code="JOB_NOT_FOUND", message=message)
 
 
-def stamp(env: Envelope) -> str:
-    return env.time.isoformat(timespec="microseconds")
-
-
-class State(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    def to_doc(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
 
 
 # ---------------------------------------------------------------- trainings

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
-from mlplane.aggregates import Aggregate
+from mlplane.aggregates import Aggregate, State, stamp
 from mlplane.errors import Conflict, NotFound
 from mlplane.events import Envelope, Event
 
@@ -28,15 +26,6 @@ def served_name(model_id: str, version: int) -> str:
     return f"{SERVED_PREFIX}{model_id}-{version}"
 
 
-def stamp(env: Envelope) -> str:
-    return env.time.isoformat(timespec="microseconds")
-
-
-class State(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    def to_doc(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
 
 
 # ---------------------------------------------------------------- models
