@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status

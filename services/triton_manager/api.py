@@ -21,7 +21,7 @@ from mlplane.events import new_id
 from mlplane.http import PROBLEM_RESPONSES, ListPage, PageParams, list_page
 
 from . import commands as c
-from .handlers import MODELS, SERVERS, ModelState, ServerState, served_name, server_not_found
+from .handlers import MODELS, SERVERS, ModelState, served_name, server_not_found
 from .projections import DESIRED, MODELS as MODEL_DOCS, OBSERVED, SERVERS as SERVER_DOCS
 from .repository import invalid
 from .servers import ServerError, connect

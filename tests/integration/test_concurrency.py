@@ -15,7 +15,7 @@ from pathlib import Path
 from backends import Backend, backend  # noqa: F401
 from mlplane.errors import ConcurrencyError
 from mlplane.events import StoredEvent, new_id
-from mlplane.eventstore import NO_STREAM, EventStore
+from mlplane.eventstore import EventStore
 from mlplane.eventstore.sqlite import SQLiteEventStore
 
 WRITERS = 50
