@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import kubernetes
 import pytest
 import yaml
 from mlplane.service import CATALOGUE, load
@@ -266,7 +267,6 @@ def test_the_kustomization_lists_every_manifest():
 
 
 def test_every_kubernetes_object_deserializes_into_the_client_models_unchanged():
-    kubernetes = pytest.importorskip("kubernetes")
     client = kubernetes.client.ApiClient()
     objects = [doc for _, doc in k8s_objects() if doc["kind"] != "Kustomization"]
     assert {doc["kind"] for doc in objects} == {"ConfigMap", "Deployment", "Service"}
