@@ -187,7 +187,7 @@ class KafkaBus(Bus):
                         futures.append(
                             await producer.send(
                                 topic,
-                                json.dumps(ev.data, separators=(",", ":")).encode(),
+                                ev.raw.encode(),
                                 key=ev.stream_id.encode(),
                                 headers=encode_headers(ev),
                             )
