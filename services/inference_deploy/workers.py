@@ -18,6 +18,7 @@ from mlplane.events import StoredEvent
 from mlplane.kernel import Kernel
 
 from services.triton_manager import events as m
+from services.triton_manager.projections import OBSERVED
 
 from . import commands as c
 from . import events as e
@@ -127,6 +128,22 @@ class RolloutWorker:
                                    state.space_id)
                 return
             await self.kube.apply(state)
+            return
+        await self._serve_if_loaded(state)
+
+    async def _serve_if_loaded(self, state: EndpointState) -> None:
+        """A version some server already holds (a rollback to the one still loaded) produces no new
+        ModelVersionLoaded: serve it from those servers now."""
+        served = state.spec.get("served_name")
+        if not served or state.serving == served:
+            return
+        observed = await self.kernel.docs.query(OBSERVED, {"live": True}, limit=1000)
+        holding = sorted(d["server_id"] for d in observed.data if d.get("ready") and served in d.get("loaded", []))
+        if holding:
+            await self.execute(c.RollOutEndpoint(endpoint_id=state.id, served_name=served, targets=holding),
+                               state.space_id)
+            await self.note(state, f"revision {state.revision}: {served} already loaded on "
+                                   f"{', '.join(holding)}; serving")
 
     async def on_EndpointRemoved(self, data: e.EndpointRemoved, env) -> None:  # noqa: N802
         state = await self.state(data.endpoint_id)
