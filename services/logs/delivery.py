@@ -41,6 +41,7 @@ from mlplane.service import register_all_events
 from . import commands as c
 from .events import WEBHOOKS, WebhookRedeliveryRequested
 from .handlers import SUBSCRIPTIONS, decide
+from .models import POSITION_MAX
 from .netguard import BlockedAddress, resolve
 from .projections import SUBSCRIPTIONS as SUBSCRIPTION_DOCS
 from .settings import LogsSettings
@@ -103,6 +104,9 @@ class Cursor:
                 await self.kernel.docs.get_checkpoint(checkpoint(self.id)),
                 self.doc["start_position"],
             )
+            # A start recorded before the API bounded it may lie beyond any position a store
+            # can hold (reading after it overflows): such a cursor waits, as for one past the head.
+            position = min(position, POSITION_MAX - 1)
             while not self._stopping.is_set():
                 position = await self._step(position)
         except Stopped:

@@ -8,6 +8,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 
+POSITION_MAX = 2**63 - 1
+"""The highest position an event store can hold (a signed 64-bit integer in SQLite and BSON)."""
+
 EventType = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.*?\[\]-]+$")]
 
 
@@ -77,10 +80,11 @@ class InferenceLogSummary(Output):
 
 
 class StartAt(Input):
-    """Where a new subscription's deliveries begin: after a position of the event log, or with
-    the first event at or after a time (backfill). Neither: with the next event appended."""
+    """Where a new subscription's deliveries begin: after a position of the event log (at most
+    its head), or with the first event at or after a time (backfill). Neither: with the next
+    event appended."""
 
-    position: int | None = Field(default=None, ge=0)
+    position: int | None = Field(default=None, ge=0, le=POSITION_MAX)
     time: datetime | None = None
 
     @model_validator(mode="after")

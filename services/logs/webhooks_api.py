@@ -172,12 +172,18 @@ async def position_at(store: EventStore, moment: datetime) -> int:
 
 
 async def start_position(kernel: Kernel, start: m.StartAt) -> int:
+    head = await kernel.log.store.head_position()
     if start.position is not None:
+        if start.position > head:
+            raise Invalid(
+                f"start.position {start.position} is beyond the event log's head ({head})",
+                field="start.position",
+            )
         return start.position
     if start.time is not None:
         moment = start.time if start.time.tzinfo else start.time.replace(tzinfo=UTC)
         return await position_at(kernel.log.store, moment)
-    return await kernel.log.store.head_position()
+    return head
 
 
 @webhooks.post("/subscriptions", status_code=status.HTTP_201_CREATED)

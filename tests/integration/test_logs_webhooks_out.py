@@ -13,6 +13,8 @@ from logs_platform import Platform, Receiver, platform
 from mlplane.eventlog import Context
 from mlplane.events import Event, registry
 
+from services.logs.events import WebhookSubscribed
+from services.logs.projections import SUBSCRIPTIONS as SUBSCRIPTION_DOCS
 from services.logs.signing import verify
 
 FAST_RETRIES = {
@@ -208,3 +210,43 @@ async def test_a_subscription_resumes_where_it_stopped_after_a_restart(
         await until(six)
         await asyncio.sleep(0.3)
     assert [r.data["seq"] for r in receiver.received] == list(range(6))
+
+
+async def test_a_start_position_beyond_the_head_is_refused_naming_the_field(running: Platform):
+    space = await running.new_space("hooks")
+    head = await running.kernel.log.store.head_position()
+    url, headers = "/api/v1/webhooks/subscriptions", {"X-Space-ID": space}
+    for position in (head + 1, 2**63, 2**70):
+        body = {"url": "http://127.0.0.1:9/hooks", "start": {"position": position}}
+        response = await running.client.post(url, headers=headers, json=body)
+        assert response.status_code == 422, (position, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        problem = response.json()
+        fields = [problem.get("field")] + [e["field"] for e in problem.get("errors", [])]
+        assert "start.position" in fields, problem
+    sub = await subscribe(running, space, "http://127.0.0.1:9/hooks", start={"position": head})
+    assert sub["start_position"] == head
+    patched = await running.client.patch(
+        f"{url}/{sub['id']}", headers=headers, json={"start": {"position": 2**70}}
+    )
+    assert patched.status_code == 422 and patched.json()["errors"][0]["field"] == "start"
+
+
+async def test_a_recorded_start_beyond_any_position_waits_without_failing(
+    running: Platform, receiver: Receiver, caplog
+):
+    """A subscription recorded before starts were bounded (straight into the log here)."""
+    space = await running.new_space("hooks")
+    subscribed = WebhookSubscribed(
+        subscription_id="huge-start",
+        space_id=space,
+        url=receiver.url,
+        event_types=[],
+        secret="s" * 32,
+        start_position=2**70,
+    )
+    await running.kernel.log.append("webhook:huge-start", [subscribed], None, Context(space=space))
+    await running.kernel.catch_up(SUBSCRIPTION_DOCS)
+    await asyncio.sleep(1.5)  # the dispatcher starts its cursor within half a second
+    failures = [r for r in caplog.records if r.name == "mlplane.logs.webhooks"]
+    assert not failures, caplog.text
