@@ -6,6 +6,7 @@ belong to a space: a member acts in theirs (X-Space-ID, `space_id`, or their onl
 administrator naming no space sees all of them; placing a model on a server (load, unload) is
 an administrator's act.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -13,21 +14,31 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, status
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
-
 from mlplane.deps import ContextDep, KernelDep, PrincipalDep
 from mlplane.errors import Invalid, NotFound
 from mlplane.events import new_id
 from mlplane.http import PROBLEM_RESPONSES, ListPage, PageParams, list_page
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from . import commands as c
 from .handlers import MODELS, SERVERS, ModelState, served_name, server_not_found
-from .projections import DESIRED, MODELS as MODEL_DOCS, OBSERVED, SERVERS as SERVER_DOCS
+from .projections import DESIRED, OBSERVED
+from .projections import MODELS as MODEL_DOCS
+from .projections import SERVERS as SERVER_DOCS
 from .repository import invalid
 from .servers import ServerError, connect
 from .views import (
-    add_version, create_model as create_registered, model_in, optional_space, receive_files, service,
-    space_of, workspace, write,
+    add_version,
+    model_in,
+    optional_space,
+    receive_files,
+    service,
+    space_of,
+    workspace,
+    write,
+)
+from .views import (
+    create_model as create_registered,
 )
 
 tritons = APIRouter(prefix="/api/tritons", tags=["tritons"], responses=PROBLEM_RESPONSES)
@@ -43,30 +54,42 @@ class Input(BaseModel):
 
 class ServerCreate(Input):
     name: Annotated[str, Field(max_length=200)] = ""
-    host: Annotated[str, Field(min_length=1, max_length=255, validation_alias=AliasChoices("host", "ip"))]
+    host: Annotated[
+        str, Field(min_length=1, max_length=255, validation_alias=AliasChoices("host", "ip"))
+    ]
     port: Annotated[int, Field(ge=1, le=65535)]
     gpus: Annotated[int, Field(ge=0, le=1024)] = 0
     kind: Annotated[str, Field(pattern="^(triton|mlserver)$")] = "triton"
-    repository: Annotated[str, Field(max_length=1000, validation_alias=AliasChoices("repository", "path"))] = ""
+    repository: Annotated[
+        str, Field(max_length=1000, validation_alias=AliasChoices("repository", "path"))
+    ] = ""
     labels: dict[str, str] = {}
 
 
 class ServerUpdate(Input):
     name: Annotated[str | None, Field(max_length=200)] = None
-    host: Annotated[str | None, Field(min_length=1, max_length=255, validation_alias=AliasChoices("host", "ip"))] = None
+    host: Annotated[
+        str | None, Field(min_length=1, max_length=255, validation_alias=AliasChoices("host", "ip"))
+    ] = None
     port: Annotated[int | None, Field(ge=1, le=65535)] = None
     gpus: Annotated[int | None, Field(ge=0, le=1024)] = None
-    repository: Annotated[str | None, Field(max_length=1000, validation_alias=AliasChoices("repository", "path"))] = None
+    repository: Annotated[
+        str | None, Field(max_length=1000, validation_alias=AliasChoices("repository", "path"))
+    ] = None
     labels: dict[str, str] | None = None
 
 
 class Placement(Input):
-    triton_id: Annotated[str, Field(min_length=1, validation_alias=AliasChoices("triton_id", "server_id"))]
+    triton_id: Annotated[
+        str, Field(min_length=1, validation_alias=AliasChoices("triton_id", "server_id"))
+    ]
     version: Annotated[int | None, Field(ge=1)] = None
 
 
 class ModelUpdate(Input):
-    name: Annotated[str | None, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")] = None
+    name: Annotated[
+        str | None, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    ] = None
     description: Annotated[str | None, Field(max_length=4000)] = None
 
 
@@ -75,11 +98,26 @@ class ModelUpdate(Input):
 
 def server_public(doc: dict[str, Any]) -> dict[str, Any]:
     state = "ready" if doc["ready"] else ("live" if doc["live"] else "unavailable")
-    return {"id": doc["id"], "name": doc["name"], "host": doc["host"], "ip": doc["host"],
-            "port": str(doc["port"]), "gpus": doc["gpus"], "state": state, "create_at": doc["created_at"],
-            "kind": doc["kind"], "managed": doc["managed"], "labels": doc["labels"], "path": doc["repository"],
-            "live": doc["live"], "ready": doc["ready"], "error": doc["error"], "models": doc["loaded"],
-            "drift": doc["drift"], "updated_at": doc["updated_at"]}
+    return {
+        "id": doc["id"],
+        "name": doc["name"],
+        "host": doc["host"],
+        "ip": doc["host"],
+        "port": str(doc["port"]),
+        "gpus": doc["gpus"],
+        "state": state,
+        "create_at": doc["created_at"],
+        "kind": doc["kind"],
+        "managed": doc["managed"],
+        "labels": doc["labels"],
+        "path": doc["repository"],
+        "live": doc["live"],
+        "ready": doc["ready"],
+        "error": doc["error"],
+        "models": doc["loaded"],
+        "drift": doc["drift"],
+        "updated_at": doc["updated_at"],
+    }
 
 
 async def server_doc(kernel, server_id: str) -> dict[str, Any]:
@@ -101,13 +139,17 @@ async def list_tritons(kernel: KernelDep, principal: PrincipalDep) -> dict[str, 
 
 
 @tritons.post("", status_code=status.HTTP_201_CREATED)
-async def create_triton(body: ServerCreate, kernel: KernelDep, principal: PrincipalDep,
-                        ctx: ContextDep) -> dict[str, Any]:
+async def create_triton(
+    body: ServerCreate, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep
+) -> dict[str, Any]:
     """Register an inference server (Triton or any Open Inference Protocol v2 server)."""
     principal.require_admin()
     server_id = new_id()
-    command = c.RegisterServer(server_id=server_id, name=body.name or f"{body.host}:{body.port}",
-                               **body.model_dump(exclude={"name"}))
+    command = c.RegisterServer(
+        server_id=server_id,
+        name=body.name or f"{body.host}:{body.port}",
+        **body.model_dump(exclude={"name"}),
+    )
     await write(kernel, SERVERS, server_id, command, ctx)
     _wake(kernel)
     return {**server_public(await server_doc(kernel, server_id)), "status": "ok"}
@@ -120,24 +162,31 @@ async def get_triton(identity: str, kernel: KernelDep, principal: PrincipalDep) 
     public = server_public(await server_doc(kernel, identity))
     desired = await kernel.docs.get(DESIRED, identity) or {"placements": {}}
     observed = await kernel.docs.get(OBSERVED, identity) or {}
-    extra = {"desired": desired["placements"],
-             "observed": {k: v for k, v in observed.items() if k not in ("_state", "_key", "_pos")}}
+    extra = {
+        "desired": desired["placements"],
+        "observed": {k: v for k, v in observed.items() if k not in ("_state", "_key", "_pos")},
+    }
     return {**public, **extra, "data": public}
 
 
 @tritons.patch("/{identity}")
-async def update_triton(identity: str, body: ServerUpdate, kernel: KernelDep, principal: PrincipalDep,
-                        ctx: ContextDep) -> dict[str, Any]:
+async def update_triton(
+    identity: str, body: ServerUpdate, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep
+) -> dict[str, Any]:
     """Change a server's name, address, GPUs, repository or labels."""
     principal.require_admin()
     await server_doc(kernel, identity)
-    await write(kernel, SERVERS, identity, c.UpdateServer(server_id=identity, **body.model_dump()), ctx)
+    await write(
+        kernel, SERVERS, identity, c.UpdateServer(server_id=identity, **body.model_dump()), ctx
+    )
     _wake(kernel)
     return {**server_public(await server_doc(kernel, identity)), "status": "ok"}
 
 
 @tritons.delete("/{identity}")
-async def delete_triton(identity: str, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep) -> dict[str, str]:
+async def delete_triton(
+    identity: str, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep
+) -> dict[str, str]:
     """Forget a server; endpoints served there are placed elsewhere."""
     principal.require_admin()
     await server_doc(kernel, identity)
@@ -147,7 +196,9 @@ async def delete_triton(identity: str, kernel: KernelDep, principal: PrincipalDe
 
 
 @tritons.post("/{identity}/reconcile")
-async def reconcile_triton(identity: str, kernel: KernelDep, principal: PrincipalDep) -> dict[str, Any]:
+async def reconcile_triton(
+    identity: str, kernel: KernelDep, principal: PrincipalDep
+) -> dict[str, Any]:
     """Read the server now and reconcile its drift: load what is missing, unload what is not held."""
     principal.require_admin()
     await server_doc(kernel, identity)
@@ -176,32 +227,67 @@ async def model_public(kernel, state: ModelState | dict[str, Any]) -> dict[str, 
         record = doc["versions"][key]
         served = served_name(doc["id"], int(key))
         on = [s for s in servers if served in s["loaded"]]
-        places += [{"id": s["id"], "ip": s["host"], "port": str(s["port"]), "version": int(key)} for s in on]
-        versions.append({"version": key, "state": "READY" if on else "UNAVAILABLE", "format": record["format"],
-                         "inputs": record["config"].get("inputs", []), "outputs": record["config"].get("outputs", []),
-                         "platform": record["config"].get("platform") or record["config"].get("backend", ""),
-                         "files": record["files"], "size": record["size"], "key": record["key"],
-                         "checkpoint_id": record.get("checkpoint_id"), "created_at": record["created_at"],
-                         "inference_count": None, "execution_count": None, "last_inference": None})
+        places += [
+            {"id": s["id"], "ip": s["host"], "port": str(s["port"]), "version": int(key)}
+            for s in on
+        ]
+        versions.append(
+            {
+                "version": key,
+                "state": "READY" if on else "UNAVAILABLE",
+                "format": record["format"],
+                "inputs": record["config"].get("inputs", []),
+                "outputs": record["config"].get("outputs", []),
+                "platform": record["config"].get("platform") or record["config"].get("backend", ""),
+                "files": record["files"],
+                "size": record["size"],
+                "key": record["key"],
+                "checkpoint_id": record.get("checkpoint_id"),
+                "created_at": record["created_at"],
+                "inference_count": None,
+                "execution_count": None,
+                "last_inference": None,
+            }
+        )
     latest = max((int(v) for v in doc["versions"]), default=None)
-    return {"id": doc["id"], "name": doc["name"], "description": doc["description"], "space_id": doc["space_id"],
-            "latest_version": str(latest) if latest else None, "versions": versions, "tritons": places,
-            "path": f"models/{doc['id']}", "state": "READY" if places else "UNAVAILABLE",
-            "inference_count": None, "last_inference": None, "create_at": doc["created_at"],
-            "created_at": doc["created_at"], "updated_at": doc["updated_at"]}
+    return {
+        "id": doc["id"],
+        "name": doc["name"],
+        "description": doc["description"],
+        "space_id": doc["space_id"],
+        "latest_version": str(latest) if latest else None,
+        "versions": versions,
+        "tritons": places,
+        "path": f"models/{doc['id']}",
+        "state": "READY" if places else "UNAVAILABLE",
+        "inference_count": None,
+        "last_inference": None,
+        "create_at": doc["created_at"],
+        "created_at": doc["created_at"],
+        "updated_at": doc["updated_at"],
+    }
 
 
 @models.get("")
-async def list_models(request: Request, kernel: KernelDep, principal: PrincipalDep) -> dict[str, Any]:
+async def list_models(
+    request: Request, kernel: KernelDep, principal: PrincipalDep
+) -> dict[str, Any]:
     """List the registered models (of the caller's space; every space for an administrator)."""
     space = optional_space(request, principal)
-    found = await kernel.docs.query(MODEL_DOCS, {"space_id": space} if space else {}, sort="created_at",
-                                    descending=True, limit=1000)
+    found = await kernel.docs.query(
+        MODEL_DOCS,
+        {"space_id": space} if space else {},
+        sort="created_at",
+        descending=True,
+        limit=1000,
+    )
     return {"models": [await model_public(kernel, d) for d in found.data], "count": found.count}
 
 
 @models.post("", status_code=status.HTTP_201_CREATED)
-async def create_model(request: Request, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep) -> dict[str, Any]:
+async def create_model(
+    request: Request, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep
+) -> dict[str, Any]:
     """Register a model from its files (multipart: `name`, `description`, `files[]`)."""
     space = space_of(request, principal)
     serving = service(kernel)
@@ -212,13 +298,20 @@ async def create_model(request: Request, kernel: KernelDep, principal: Principal
             raise invalid("a model needs a 'name' form field", "name")
         if len(name) > 100 or not all(ch.isalnum() or ch in "_.-" for ch in name):
             raise invalid("a model name is 1-100 letters, digits, '_', '.' or '-'", "name")
-        state = await create_registered(serving, ctx, space, name, fields.get("description", ""), uploads, Path(tmp))
+        state = await create_registered(
+            serving, ctx, space, name, fields.get("description", ""), uploads, Path(tmp)
+        )
     return {**await model_public(kernel, state), "status": "ok"}
 
 
 @models.get("/{identity}")
-async def get_model(identity: str, request: Request, kernel: KernelDep, principal: PrincipalDep,
-                    triton_id: str | None = None) -> dict[str, Any]:
+async def get_model(
+    identity: str,
+    request: Request,
+    kernel: KernelDep,
+    principal: PrincipalDep,
+    triton_id: str | None = None,
+) -> dict[str, Any]:
     """Get a model, its versions and, per server holding it, the server's own metadata."""
     state = await model_in(kernel, identity, optional_space(request, principal))
     public = await model_public(kernel, state)
@@ -230,23 +323,29 @@ async def get_model(identity: str, request: Request, kernel: KernelDep, principa
             continue
         client = connect(doc["kind"], doc["host"], doc["port"], doc["repository"])
         try:
-            metas = [await client.metadata(served_name(identity, int(v))) for v in state.versions
-                     if served_name(identity, int(v)) in doc["loaded"]]
+            metas = [
+                await client.metadata(served_name(identity, int(v)))
+                for v in state.versions
+                if served_name(identity, int(v)) in doc["loaded"]
+            ]
         except ServerError as exc:
             metas = [{"error": str(exc)}]
         finally:
             await client.close()
         config[f"{doc['host']}:{doc['port']}"] = {
-            "name": state.name, "versions": sorted({v for m in metas for v in m.get("versions", [])}),
+            "name": state.name,
+            "versions": sorted({v for m in metas for v in m.get("versions", [])}),
             "platform": next((m.get("platform") for m in metas if m.get("platform")), ""),
             "inputs": metas[-1].get("inputs", []) if metas else [],
-            "outputs": metas[-1].get("outputs", []) if metas else []}
+            "outputs": metas[-1].get("outputs", []) if metas else [],
+        }
     return {**public, "config": config}
 
 
 @models.patch("/{identity}")
-async def update_model(identity: str, request: Request, kernel: KernelDep, principal: PrincipalDep,
-                       ctx: ContextDep) -> dict[str, Any]:
+async def update_model(
+    identity: str, request: Request, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep
+) -> dict[str, Any]:
     """Rename or describe a model (JSON), or upload its next version (multipart `Files[]`)."""
     state = await model_in(kernel, identity, optional_space(request, principal))
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -254,15 +353,24 @@ async def update_model(identity: str, request: Request, kernel: KernelDep, princ
     try:
         body = ModelUpdate.model_validate(await request.json())
     except ValueError as exc:
-        raise Invalid(f"send a JSON object with 'name' or 'description': {exc}"[:500], field="body") from None
-    state = await write(kernel, MODELS, identity, c.UpdateModel(model_id=identity, **body.model_dump()),
-                        ctx, state.space_id)
+        raise Invalid(
+            f"send a JSON object with 'name' or 'description': {exc}"[:500], field="body"
+        ) from None
+    state = await write(
+        kernel,
+        MODELS,
+        identity,
+        c.UpdateModel(model_id=identity, **body.model_dump()),
+        ctx,
+        state.space_id,
+    )
     return {**await model_public(kernel, state), "status": "ok"}
 
 
 @models.delete("/{identity}")
-async def delete_model(identity: str, request: Request, kernel: KernelDep, principal: PrincipalDep,
-                       ctx: ContextDep) -> dict[str, str]:
+async def delete_model(
+    identity: str, request: Request, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep
+) -> dict[str, str]:
     """Delete a model; its files stay in the artifact store for the versions' history."""
     state = await model_in(kernel, identity, optional_space(request, principal))
     await write(kernel, MODELS, identity, c.DeleteModel(model_id=identity), ctx, state.space_id)
@@ -270,38 +378,78 @@ async def delete_model(identity: str, request: Request, kernel: KernelDep, princ
 
 
 @models.post("/{identity}/load")
-async def load_model(identity: str, body: Placement, request: Request, kernel: KernelDep,
-                     principal: PrincipalDep, ctx: ContextDep) -> dict[str, Any]:
+async def load_model(
+    identity: str,
+    body: Placement,
+    request: Request,
+    kernel: KernelDep,
+    principal: PrincipalDep,
+    ctx: ContextDep,
+) -> dict[str, Any]:
     """Load a version (default the latest) of the model on a server; the answer waits for it."""
     principal.require_admin()
     state = await model_in(kernel, identity, optional_space(request, principal))
     version = _version(state, body.version)
     await server_doc(kernel, body.triton_id)
     name = served_name(identity, version)
-    await write(kernel, SERVERS, body.triton_id, c.RequestPlacement(
-        server_id=body.triton_id, served_name=name, model_id=identity, version=version,
-        space_id=state.space_id, holder=ADMIN_HOLDER), ctx)
+    await write(
+        kernel,
+        SERVERS,
+        body.triton_id,
+        c.RequestPlacement(
+            server_id=body.triton_id,
+            served_name=name,
+            model_id=identity,
+            version=version,
+            space_id=state.space_id,
+            holder=ADMIN_HOLDER,
+        ),
+        ctx,
+    )
     placement = await _settle(kernel, body.triton_id, name)
     if placement.get("status") == "failed":
-        return {"status": "failed", "error": placement.get("error"), "served_name": name, "version": version}
-    return {"status": "ok" if placement.get("status") == "loaded" else "pending", "served_name": name,
-            "version": version}
+        return {
+            "status": "failed",
+            "error": placement.get("error"),
+            "served_name": name,
+            "version": version,
+        }
+    return {
+        "status": "ok" if placement.get("status") == "loaded" else "pending",
+        "served_name": name,
+        "version": version,
+    }
 
 
 @models.post("/{identity}/unload")
-async def unload_model(identity: str, body: Placement, request: Request, kernel: KernelDep,
-                       principal: PrincipalDep, ctx: ContextDep) -> dict[str, Any]:
+async def unload_model(
+    identity: str,
+    body: Placement,
+    request: Request,
+    kernel: KernelDep,
+    principal: PrincipalDep,
+    ctx: ContextDep,
+) -> dict[str, Any]:
     """Release the administrator's load of a version; it is unloaded once no endpoint holds it."""
     principal.require_admin()
     state = await model_in(kernel, identity, optional_space(request, principal))
     version = _version(state, body.version)
     await server_doc(kernel, body.triton_id)
     name = served_name(identity, version)
-    await write(kernel, SERVERS, body.triton_id, c.ReleasePlacement(
-        server_id=body.triton_id, served_name=name, holder=ADMIN_HOLDER), ctx)
+    await write(
+        kernel,
+        SERVERS,
+        body.triton_id,
+        c.ReleasePlacement(server_id=body.triton_id, served_name=name, holder=ADMIN_HOLDER),
+        ctx,
+    )
     placement = await _settle(kernel, body.triton_id, name)
-    return {"status": "ok", "served_name": name, "version": version,
-            "held_by": placement.get("holders", [])}
+    return {
+        "status": "ok",
+        "served_name": name,
+        "version": version,
+        "held_by": placement.get("holders", []),
+    }
 
 
 def _version(state: ModelState, version: int | None) -> int:
@@ -322,7 +470,9 @@ async def _settle(kernel, server_id: str, name: str, timeout_s: float = 30.0) ->
         doc = await kernel.docs.get(SERVER_DOCS, server_id) or {"placements": {}, "loaded": []}
         placement = doc["placements"].get(name, {})
         held = bool(placement.get("holders"))
-        if (held and placement.get("status") in ("loaded", "failed")) or (not held and name not in doc["loaded"]):
+        if (held and placement.get("status") in ("loaded", "failed")) or (
+            not held and name not in doc["loaded"]
+        ):
             return placement
         if worker is None or asyncio.get_running_loop().time() > deadline:
             return placement
@@ -330,21 +480,26 @@ async def _settle(kernel, server_id: str, name: str, timeout_s: float = 30.0) ->
 
 
 @models.get("/{identity}/versions")
-async def list_versions(identity: str, request: Request, kernel: KernelDep, principal: PrincipalDep) -> dict[str, Any]:
+async def list_versions(
+    identity: str, request: Request, kernel: KernelDep, principal: PrincipalDep
+) -> dict[str, Any]:
     """List a model's versions."""
     state = await model_in(kernel, identity, optional_space(request, principal))
     return {"versions": (await model_public(kernel, state))["versions"]}
 
 
 @models.post("/{identity}/versions", status_code=status.HTTP_201_CREATED)
-async def create_version(identity: str, request: Request, kernel: KernelDep, principal: PrincipalDep,
-                         ctx: ContextDep) -> dict[str, Any]:
+async def create_version(
+    identity: str, request: Request, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep
+) -> dict[str, Any]:
     """Upload the model's next version (multipart `Files[]`)."""
     state = await model_in(kernel, identity, optional_space(request, principal))
     return await _new_version(identity, request, kernel, ctx, state)
 
 
-async def _new_version(identity: str, request: Request, kernel, ctx, state: ModelState) -> dict[str, Any]:
+async def _new_version(
+    identity: str, request: Request, kernel, ctx, state: ModelState
+) -> dict[str, Any]:
     serving = service(kernel)
     with workspace() as tmp:
         uploads, _ = await receive_files(request, serving.settings, Path(tmp))
@@ -354,12 +509,25 @@ async def _new_version(identity: str, request: Request, kernel, ctx, state: Mode
 
 
 @models.delete("/{identity}/versions")
-async def delete_version(identity: str, request: Request, kernel: KernelDep, principal: PrincipalDep,
-                         ctx: ContextDep, version: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
+async def delete_version(
+    identity: str,
+    request: Request,
+    kernel: KernelDep,
+    principal: PrincipalDep,
+    ctx: ContextDep,
+    version: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
     """Delete a version (`?version=`, default the latest)."""
     state = await model_in(kernel, identity, optional_space(request, principal))
     chosen = _version(state, version)
-    await write(kernel, MODELS, identity, c.DeleteVersion(model_id=identity, version=chosen), ctx, state.space_id)
+    await write(
+        kernel,
+        MODELS,
+        identity,
+        c.DeleteVersion(model_id=identity, version=chosen),
+        ctx,
+        state.space_id,
+    )
     return {"status": "ok", "version": str(chosen)}
 
 
@@ -379,8 +547,9 @@ class InferenceModel(BaseModel):
 
 
 @inference_models.get("")
-async def list_inference_models(request: Request, kernel: KernelDep, principal: PrincipalDep,
-                                page: PageParams) -> ListPage[InferenceModel]:
+async def list_inference_models(
+    request: Request, kernel: KernelDep, principal: PrincipalDep, page: PageParams
+) -> ListPage[InferenceModel]:
     """List the inference models of the caller's space (limit, after)."""
     space = space_of(request, principal)
     return await list_page(kernel.docs, MODEL_DOCS, InferenceModel, page, {"space_id": space})

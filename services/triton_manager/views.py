@@ -1,5 +1,6 @@
 """What the serving routes share: the service's objects in this process, the caller's space,
 writes that answer with their own result, and the registry's upload path."""
+
 from __future__ import annotations
 
 import tempfile
@@ -8,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from starlette.datastructures import UploadFile
-
 from mlplane import aggregates
 from mlplane.artifacts import ArtifactStore
 from mlplane.auth import Principal
@@ -17,6 +16,7 @@ from mlplane.deps import acting_space, in_space, named_space
 from mlplane.eventlog import Context
 from mlplane.events import new_id
 from mlplane.kernel import Kernel
+from starlette.datastructures import UploadFile
 
 from . import commands as c
 from .handlers import MODELS, ModelState, decide, model_not_found
@@ -56,8 +56,14 @@ def optional_space(request: Request, principal: Principal) -> str | None:
     return space_of(request, principal)
 
 
-async def write(kernel: Kernel, aggregate, entity_id: str, command: c.Command, ctx: Context,
-                space_id: str | None = None) -> Any:
+async def write(
+    kernel: Kernel,
+    aggregate,
+    entity_id: str,
+    command: c.Command,
+    ctx: Context,
+    space_id: str | None = None,
+) -> Any:
     context = in_space(ctx, space_id) if space_id else ctx
     outcome = await aggregates.execute(kernel.log, aggregate, entity_id, decide, command, context)
     await kernel.catch_up()
@@ -74,11 +80,15 @@ async def model_in(kernel: Kernel, model_id: str, space: str | None) -> ModelSta
 # ---------------------------------------------------------------- uploads
 
 
-async def receive_files(request: Request, settings: ServingSettings, workdir: Path) -> tuple[list[Upload], dict[str, str]]:
+async def receive_files(
+    request: Request, settings: ServingSettings, workdir: Path
+) -> tuple[list[Upload], dict[str, str]]:
     """The uploaded model files, spooled to `workdir` in chunks (413 past the limits), and the
     form's text fields."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise invalid("send the model as multipart/form-data with its files in field 'files'", "files")
+        raise invalid(
+            "send the model as multipart/form-data with its files in field 'files'", "files"
+        )
     form = await request.form(max_files=settings.max_files, max_fields=20)
     uploads, fields, total = [], {}, 0
     incoming = workdir / ".incoming"
@@ -95,7 +105,9 @@ async def receive_files(request: Request, settings: ServingSettings, workdir: Pa
                 while chunk := await value.read(1 << 20):
                     total += len(chunk)
                     if total > settings.max_model_bytes:
-                        raise ModelTooLarge(f"a model's files are limited to {settings.max_model_bytes} bytes")
+                        raise ModelTooLarge(
+                            f"a model's files are limited to {settings.max_model_bytes} bytes"
+                        )
                     out.write(chunk)
             uploads.append(Upload(value.filename or f"file-{len(uploads)}", target))
     finally:
@@ -105,8 +117,16 @@ async def receive_files(request: Request, settings: ServingSettings, workdir: Pa
     return uploads, fields
 
 
-async def add_version(serving: Serving, ctx: Context, model: ModelState, uploads: list[Upload],
-                      workdir: Path, *, checkpoint_id: str | None = None, source: str = "upload") -> ModelState:
+async def add_version(
+    serving: Serving,
+    ctx: Context,
+    model: ModelState,
+    uploads: list[Upload],
+    workdir: Path,
+    *,
+    checkpoint_id: str | None = None,
+    source: str = "upload",
+) -> ModelState:
     """Lay out, check, store and record the next version of `model`. Nothing is recorded unless
     every file is stored; a refused upload leaves nothing behind."""
     version = model.next_version
@@ -114,9 +134,17 @@ async def add_version(serving: Serving, ctx: Context, model: ModelState, uploads
     key = version_key(model.id, version, model.name)
     try:
         await serving.store.put_tree(key, prepared.root)
-        command = c.AddVersion(model_id=model.id, version=version, format=prepared.format, key=key,
-                               files=prepared.files, size=prepared.size, config=prepared.config,
-                               checkpoint_id=checkpoint_id, source=source)
+        command = c.AddVersion(
+            model_id=model.id,
+            version=version,
+            format=prepared.format,
+            key=key,
+            files=prepared.files,
+            size=prepared.size,
+            config=prepared.config,
+            checkpoint_id=checkpoint_id,
+            source=source,
+        )
         return await write(serving.kernel, MODELS, model.id, command, ctx, model.space_id)
     except BaseException:
         for name in prepared.files:
@@ -131,19 +159,41 @@ async def _forget(store: ArtifactStore, key: str) -> None:
         pass
 
 
-async def create_model(serving: Serving, ctx: Context, space: str, name: str, description: str,
-                       uploads: list[Upload], workdir: Path, model_id: str | None = None,
-                       **version: Any) -> ModelState:
+async def create_model(
+    serving: Serving,
+    ctx: Context,
+    space: str,
+    name: str,
+    description: str,
+    uploads: list[Upload],
+    workdir: Path,
+    model_id: str | None = None,
+    **version: Any,
+) -> ModelState:
     """A new model with its first version; a refused first version records no model."""
     model_id = model_id or new_id()
     prepared = await prepare(uploads, name, 1, workdir / "layout")
     key = version_key(model_id, 1, name)
     await serving.store.put_tree(key, prepared.root)
     try:
-        await write(serving.kernel, MODELS, model_id, c.CreateModel(model_id=model_id, space_id=space,
-                                                                    name=name, description=description), ctx, space)
-        command = c.AddVersion(model_id=model_id, version=1, format=prepared.format, key=key,
-                               files=prepared.files, size=prepared.size, config=prepared.config, **version)
+        await write(
+            serving.kernel,
+            MODELS,
+            model_id,
+            c.CreateModel(model_id=model_id, space_id=space, name=name, description=description),
+            ctx,
+            space,
+        )
+        command = c.AddVersion(
+            model_id=model_id,
+            version=1,
+            format=prepared.format,
+            key=key,
+            files=prepared.files,
+            size=prepared.size,
+            config=prepared.config,
+            **version,
+        )
         return await write(serving.kernel, MODELS, model_id, command, ctx, space)
     except BaseException:
         for file in prepared.files:
