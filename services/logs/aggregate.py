@@ -33,7 +33,7 @@ _BOUNDS_US = tuple(b * 1000 for b in LATENCY_BOUNDS_MS)
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 LEVELS = (MINUTE, HOUR, DAY)
-FAR_FUTURE = 253402300800  # 10000-01-01, a whole number of days after the epoch
+FAR_FUTURE = 253402300740  # 9999-12-31T23:59:00Z, the last whole minute a datetime holds
 PERCENTILES = (50, 90, 95, 99)
 
 

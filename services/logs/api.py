@@ -6,8 +6,9 @@ names, or the caller's only space. A space the caller is not a member of answers
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query
@@ -15,6 +16,7 @@ from mlplane.deps import SPACE_HEADER, KernelDep, PrincipalDep, acting_space
 from mlplane.errors import Invalid
 from mlplane.http import PROBLEM_RESPONSES, ListPage
 from mlplane.kernel import Kernel
+from pydantic import BeforeValidator
 
 from .aggregate import Period, report
 from .models import InferenceLogPublic, InferenceLogSummary
@@ -45,12 +47,37 @@ def requested_space(
 SpaceDep = Annotated[str, Depends(requested_space)]
 
 
+RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"  # full-date
+    r"[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"  # partial-time
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"  # time-offset
+)
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+LAST_MICROS = (datetime.max - datetime.min) // timedelta(microseconds=1)
+
+
+def rfc3339(value: object) -> datetime:
+    """A date-time as RFC 3339 writes it (`2026-03-01T12:00:00Z`, `…T14:00:00+02:00`), in UTC.
+
+    Nothing else is a date: no Unix times, no bare dates, and no date-time without an offset
+    (a guess at its zone would shift the answer silently). A moment beyond what a datetime holds
+    in UTC (`0001-01-01T00:00:00+01:00`) is clamped to the first or the last one."""
+    if not isinstance(value, str) or RFC3339.fullmatch(value) is None:
+        raise ValueError(
+            "expected an RFC 3339 date-time with an offset, such as 2026-03-01T12:00:00Z"
+        )
+    moment = datetime.fromisoformat(value.upper())  # raises for a 31st of February
+    micros = (moment - EARLIEST) // timedelta(microseconds=1)
+    return EARLIEST + timedelta(microseconds=min(max(micros, 0), LAST_MICROS))
+
+
+DateParam = Annotated[datetime | None, BeforeValidator(rfc3339)]
+
+
 @dataclass
 class FilterParams:
-    start_date: Annotated[
-        datetime | None, Query(description="Start date (RFC 3339), inclusive")
-    ] = None
-    end_date: Annotated[datetime | None, Query(description="End date (RFC 3339), exclusive")] = None
+    start_date: Annotated[DateParam, Query(description="Start date (RFC 3339), inclusive")] = None
+    end_date: Annotated[DateParam, Query(description="End date (RFC 3339), exclusive")] = None
     user: Annotated[str | None, Query(description="User ID filter")] = None
     model: Annotated[str | None, Query(description="Model name filter")] = None
     status: Annotated[Literal["success", "error"] | None, Query(description="Status filter")] = None
@@ -59,7 +86,7 @@ class FilterParams:
     correlation_id: Annotated[str | None, Query(description="Correlation ID filter")] = None
 
     def filters(self, space: str) -> LogFilters:
-        start, end = _utc(self.start_date), _utc(self.end_date)
+        start, end = self.start_date, self.end_date
         if start and end and start > end:
             raise Invalid("start_date is after end_date", field="start_date")
         return LogFilters(
@@ -73,12 +100,6 @@ class FilterParams:
             tag=self.tag,
             correlation_id=self.correlation_id,
         )
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
 
 
 Filters = Annotated[FilterParams, Depends()]

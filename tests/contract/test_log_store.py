@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -192,3 +192,18 @@ async def test_a_batch_cut_short_anywhere_completes_once_when_redelivered(
             if name.startswith(unique):
                 await db.drop_collection(name)
         db.client.close()
+
+
+async def test_the_widest_period_a_datetime_holds_counts_every_log(store: LogStore):
+    logs = records(40)
+    await store.ingest(SOURCE, logs)
+    first, last = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+    widest = LogFilters(SPACE, start=first, end=last)
+    period = Period.covering(first, last, LATER)
+    count, _ = await store.logs(widest, limit=1)
+    by_buckets = await store.summary(widest, period)
+    tag = next(t for r in logs for t in r.tags)
+    by_raw = await store.summary(replace(widest, tag=tag), period)
+    assert count == len(logs) == sum(s.calls for s in by_buckets.values())
+    assert sum(s.calls for s in by_raw.values()) == sum(tag in r.tags for r in logs)
+    assert period.public()["period_end_date"] == "9999-12-31T23:59:00+00:00"

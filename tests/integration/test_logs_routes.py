@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from logs_platform import Platform, platform
@@ -151,3 +151,63 @@ async def test_bad_filters_are_problems(running: Platform):
         answer = await running.client.get(path, params={"space_id": space, **params})
         assert answer.status_code == 422, (path, params, answer.text)
         assert answer.headers["content-type"] == PROBLEM
+
+
+async def test_dates_are_rfc_3339_with_an_offset_or_a_problem_naming_the_field(
+    running: Platform,
+):
+    space = await running.new_space()
+    not_dates = [
+        "-1",
+        "0.5",
+        "1700000000",
+        "2026-03-01",
+        "2026-03-01T00:00:00",  # no offset: its zone would be a guess
+        "2026-03-01 00:00:00Z",
+        "2026-03-01T00:00Z",
+        "2026-02-30T00:00:00Z",
+        "2026-03-01T00:00:00+24:00",
+        "٢٠٢٦-03-01T00:00:00Z",  # not ASCII digits
+    ]
+    for path in ("/api/v1/inference-logs", "/api/v1/inference-logs/summary"):
+        for name in ("start_date", "end_date"):
+            for value in not_dates:
+                answer = await running.client.get(path, params={"space_id": space, name: value})
+                assert answer.status_code == 422, (path, name, value, answer.text)
+                assert answer.headers["content-type"] == PROBLEM
+                assert [e["field"] for e in answer.json()["errors"]] == [name], answer.text
+
+
+async def test_the_first_and_last_dates_a_client_can_write_are_answered(running: Platform):
+    space = await running.new_space()
+    logs = await seed(running, space, 30, datetime.now(UTC) - timedelta(hours=4))
+    tag = next(t for r in logs for t in r.tags)
+    for start, end in (
+        ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"),
+        ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59.999999-01:00"),
+    ):
+        dates = {"space_id": space, "start_date": start, "end_date": end}
+        listed = await running.client.get("/api/v1/inference-logs", params=dates)
+        summary = await running.client.get("/api/v1/inference-logs/summary", params=dates)
+        tagged = await running.client.get(
+            "/api/v1/inference-logs/summary", params={**dates, "tag": tag}
+        )
+        assert [listed.status_code, summary.status_code, tagged.status_code] == [200] * 3
+        assert listed.json()["count"] == summary.json()["total_calls"] == len(logs)
+        assert tagged.json()["total_calls"] == sum(tag in r.tags for r in logs)
+        assert summary.json()["period_end_date"] == "9999-12-31T23:59:00Z"
+
+
+async def test_an_offset_names_the_same_moment_as_utc(running: Platform):
+    space = await running.new_space()
+    logs = await seed(running, space, 60, datetime.now(UTC) - timedelta(hours=4))
+    middle = sorted(r.ts for r in logs)[30]
+    cut = datetime.fromtimestamp(middle // 1_000_000, UTC)
+    counts = []
+    for written in (cut.isoformat(), cut.astimezone(timezone(timedelta(hours=-5))).isoformat()):
+        answer = await running.client.get(
+            "/api/v1/inference-logs", params={"space_id": space, "end_date": written}
+        )
+        assert answer.status_code == 200, answer.text
+        counts.append(answer.json()["count"])
+    assert counts[0] == counts[1] == sum(r.ts < middle // 1_000_000 * 1_000_000 for r in logs)
