@@ -1,6 +1,8 @@
 """Typed errors of the kernel. The gateway maps each to one HTTP problem type."""
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class MlplaneError(Exception):
     """Base of every error mlplane raises on purpose."""
@@ -59,3 +61,20 @@ class Forbidden(MlplaneError):
 
 class UnknownEventType(MlplaneError):
     title = "Unknown event type"
+
+
+class UnreadableEvent(Invalid):
+    """An event whose stored form its own type cannot read back; it is never appended."""
+
+    title = "Invalid request"
+
+
+def reason(exc: Exception) -> str:
+    """One line saying why `exc` happened; for a validation error its first failure, without the
+    input (it may be large or secret)."""
+    if isinstance(exc, ValidationError):
+        first = exc.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return f"{where}: {first['msg']}" if where else first["msg"]
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:300]

@@ -13,8 +13,9 @@ from datetime import datetime, timezone
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict
+from pydantic_core import PydanticSerializationError
 
-from .errors import UnknownEventType
+from .errors import UnknownEventType, UnreadableEvent, reason
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 E = TypeVar("E", bound="Event")
@@ -257,12 +258,26 @@ class EventRegistry:
     def to_stored(
         self, stream_id: str, event: Event, *, event_id: str | None = None, **meta: Any
     ) -> StoredEvent:
+        """The row to store for `event`, once its JSON text has been read back as the type.
+
+        Every reader validates the stored text with the same model, so a payload that cannot
+        be read back (nested past the JSON reader's limit, say) is refused here with
+        `UnreadableEvent` and never reaches the log, where it would stop every reader.
+        """
+        model = self.model(event.type_name)
+        try:
+            raw = event.model_dump_json()
+            model.__pydantic_validator__.validate_json(raw)
+        except (ValueError, PydanticSerializationError) as exc:
+            raise UnreadableEvent(
+                f"a {event.type_name} event could not be read back as written: {reason(exc)}"
+            ) from None
         return StoredEvent(
             id=event_id or new_id(),
             stream_id=stream_id,
             type=event.type_name,
             type_version=event.type_version,
-            raw=event.model_dump_json(),
+            raw=raw,
             meta={k: v for k, v in meta.items() if v is not None},
         )
 
@@ -309,3 +324,4 @@ class EventRegistry:
 
 registry = EventRegistry()
 """The registry every service registers its event types in (a catalogue, not a connection)."""
+

@@ -3,6 +3,7 @@
 `Kernel.open(settings)` picks adapters from the settings' URLs; `start` launches the relay and
 the projection runners as tasks; `stop` lets them finish their batch and closes everything.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,9 +16,16 @@ from typing import Any
 from . import adapters, telemetry
 from .bus import Bus
 from .eventlog import EventLog
-from .events import EventRegistry, registry as default_registry
+from .events import EventRegistry
+from .events import registry as default_registry
 from .outbox import OutboxRelay
-from .projections import Projection, ProjectionRunner, rebuild
+from .projections import (
+    Projection,
+    ProjectionHealth,
+    ProjectionRunner,
+    ProjectionStopped,
+    rebuild,
+)
 from .readmodels import ReadModelStore
 from .settings import Settings
 
@@ -35,6 +43,11 @@ class Kernel:
     """Objects a service's start-up attaches for its routes to find (its worker, its stores)."""
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _followers: list = field(default_factory=list)
+    health: ProjectionHealth = field(init=False)
+    """Which projections an event stopped (`mlplane.projections.ProjectionStopped`)."""
+
+    def __post_init__(self) -> None:
+        self.health = ProjectionHealth(self.docs)
 
     @classmethod
     def open(cls, settings: Settings, registry: EventRegistry = default_registry) -> Kernel:
@@ -58,13 +71,19 @@ class Kernel:
         poll = 0.5 if not self.settings.distributed else 0.25
         if relay:
             outbox = OutboxRelay(
-                self.log.store, self.docs, self.bus, self.log.registry,
-                poll_interval=poll, wake=self.log.waker(),
+                self.log.store,
+                self.docs,
+                self.bus,
+                self.log.registry,
+                poll_interval=poll,
+                wake=self.log.waker(),
             )
             self._spawn("outbox-relay", outbox.run(), outbox)
         if projections:
+            await self.health.load()
+            options = {"poll_interval": poll, "max_backoff": 30.0}
             for projection in self.projections.values():
-                runner = ProjectionRunner(projection, self.log, self.docs, {"poll_interval": poll})
+                runner = ProjectionRunner(projection, self.log, self.docs, options, self.health)
                 self._spawn(f"projection:{projection.name}", runner.run(), runner)
 
     def spawn(self, name: str, coro, follower) -> None:
@@ -78,11 +97,33 @@ class Kernel:
 
     async def catch_up(self, *names: str) -> None:
         """Bring every projection (or those named) level with the log: read-your-writes for
-        callers that need it."""
+        callers that need it.
+
+        A projection stopped by an event it cannot apply is left to its runner: the write that
+        asked has been stored, and its answer must not turn into an error for it."""
         for projection in self.projections.values():
             if names and projection.name not in names:
                 continue
-            await ProjectionRunner(projection, self.log, self.docs).run_once()
+            if projection.name in self.health.faults:
+                continue
+            runner = ProjectionRunner(projection, self.log, self.docs, health=self.health)
+            with contextlib.suppress(ProjectionStopped):
+                await runner.run_once()
+
+    async def doc(self, name: str, key: str, stream_id: str) -> dict[str, Any] | None:
+        """Document `key` of projection `name`, with read-your-writes: the projection is caught
+        up when the document is not there yet, and while an event stops the projection the
+        document is folded from `stream_id`, the stream it comes from."""
+        found = await self.docs.get(name, key)
+        if found is None:
+            await self.catch_up(name)
+            found = await self.docs.get(name, key)
+        if found is None and name in self.health.faults:
+            projection, found = self.projections[name], None
+            for env in await self.log.read_stream(stream_id):
+                if env.type in projection.handles and projection.key(env) == key:
+                    found = projection.evolve(found, env)
+        return found
 
     async def forget(self, subject: str) -> None:
         """Crypto-shred a data subject, then rebuild every projection so no clear text stays."""

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import MlplaneError
+from .jsonbody import DEFAULT_MAX_DEPTH, find_fault, is_json
 
 log = logging.getLogger("mlplane.http")
 
@@ -102,16 +103,25 @@ class RequestContext:
 
 
 class BodyLimit:
-    """Refuses request bodies over `max_bytes` with 413 before any route parses them.
+    """Refuses request bodies over `max_bytes` with 413 before any route parses them, and JSON
+    bodies nested deeper than `max_json_depth` or holding NaN/Infinity with 422
+    (`mlplane.jsonbody`).
 
     `overrides` gives other limits to paths under a prefix (uploads); those bodies are passed
     on as they stream in, counted, and cut off with 413 past their limit.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, overrides: Sequence[tuple[str, int]] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        overrides: Sequence[tuple[str, int]] = (),
+        max_json_depth: int = DEFAULT_MAX_DEPTH,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.overrides = sorted(overrides, key=lambda o: -len(o[0]))
+        self.max_json_depth = max_json_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
@@ -133,7 +143,20 @@ class BodyLimit:
             chunks.append(message.get("body", b""))
             if not message.get("more_body"):
                 break
-        await self.app(scope, _replay(b"".join(chunks), receive), send)
+        body = b"".join(chunks)
+        if body and is_json(header_value(scope, b"content-type")):
+            fault = find_fault(body, self.max_json_depth)
+            if fault is not None:
+                return await send_problem(
+                    send,
+                    422,
+                    "Invalid request",
+                    f"{fault.field}: {fault.message}",
+                    instance=scope["path"],
+                    request_id=scope.get("state", {}).get("request_id"),
+                    errors=[{"field": fault.field, "message": fault.message, "type": fault.type}],
+                )
+        await self.app(scope, _replay(body, receive), send)
 
     async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
         await send_problem(

@@ -7,11 +7,14 @@ reachable, so a load balancer stops sending traffic to a process that cannot wri
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 from urllib.parse import urlparse
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from .http import problem
 
@@ -27,11 +30,11 @@ async def healthz() -> dict[str, str]:
 
 @probes.get("/readyz", responses={503: {"description": "A dependency is unreachable"}})
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: the event store answers and the bus is reachable."""
+    """Readiness: the event store answers and the bus is reachable; stopped projections named."""
     kernel = getattr(request.app.state, "kernel", None)
     if kernel is None:
         return problem(503, "Not ready", "the server is starting", request=request)
-    checks = {
+    checks: dict[str, Any] = {
         "event_store": await _check(kernel.log.store.head_position()),
         "bus": await _check(_bus_reachable(kernel.settings.bus_url)),
     }
@@ -39,7 +42,45 @@ async def readyz(request: Request) -> JSONResponse:
         return problem(
             503, "Not ready", "a dependency is unreachable", request=request, checks=checks
         )
-    return JSONResponse({"status": "ok", "checks": checks})
+    # A stopped projection degrades its reads, not the process: writes and every other read
+    # still work, so the process stays in the load balancer and says what is wrong.
+    stopped = {name: _stopped_at(fault) for name, fault in sorted(kernel.health.faults.items())}
+    checks["projections"] = stopped or "ok"
+    return JSONResponse({"status": "degraded" if stopped else "ok", "checks": checks})
+
+
+def _stopped_at(fault: dict[str, Any]) -> str:
+    return (
+        f"stopped at position {fault['position']} ({fault['type']} {fault['event_id']}): "
+        f"{fault['error']}"
+    )
+
+
+class ProjectionMetrics(Collector):
+    """`mlplane_projection_stopped` (1 while stopped) and `mlplane_projection_faults_total`
+    for the projections of the kernel an app is serving (none before it has started)."""
+
+    def __init__(self, state: Any) -> None:
+        self._state = state
+
+    def collect(self):
+        stopped = GaugeMetricFamily(
+            "mlplane_projection_stopped",
+            "1 while an event stops the projection",
+            labels=["projection"],
+        )
+        faults = CounterMetricFamily(
+            "mlplane_projection_faults",
+            "Events a projection could not apply",
+            labels=["projection"],
+        )
+        kernel = getattr(self._state, "kernel", None)
+        if kernel is not None:
+            for name in kernel.projections:
+                stopped.add_metric([name], 1 if name in kernel.health.faults else 0)
+                faults.add_metric([name], kernel.health.counts.get(name, 0))
+        yield stopped
+        yield faults
 
 
 @probes.get("/metrics", include_in_schema=False)

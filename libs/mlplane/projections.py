@@ -10,20 +10,26 @@ Rebuild: fold the whole log into a fresh physical collection, catch up, then poi
 projection's alias at it. Readers switch on their next query; the live runner continues from
 the rebuilt collection's checkpoint. Verify: rebuild into a scratch collection and compare.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from .errors import reason
 from .eventlog import EventLog
 from .events import Envelope, StoredEvent
 from .follower import Follower
 from .readmodels import Doc, ReadModelStore, Write
 from .telemetry import tracer
+
+logger = logging.getLogger("mlplane.projections")
 
 
 class Projection:
@@ -56,8 +62,13 @@ async def fold_batch(
     relevant = [row for row in batch if row.type in projection.handles]
     if not relevant:
         return
-    envelopes = await log.decode_many(relevant)
-    keyed = [(projection.key(env), env) for env in envelopes]
+    envelopes = await _decode(projection, log, relevant)
+    keyed = []
+    for env in envelopes:
+        try:
+            keyed.append((projection.key(env), env))
+        except Exception as exc:
+            raise ProjectionStopped.at(projection.name, env, exc) from exc
     keys = {k for k, _ in keyed if k is not None}
     current = await docs.get_many(physical, keys)
     applied = await docs.positions(physical, keys)
@@ -66,9 +77,93 @@ async def fold_batch(
     for key, env in keyed:
         if key is None or env.position <= applied.get(key, 0):
             continue
-        state[key] = projection.evolve(state[key], env)
+        try:
+            state[key] = projection.evolve(state[key], env)
+        except Exception as exc:
+            raise ProjectionStopped.at(projection.name, env, exc) from exc
         last[key] = env.position
     await docs.put_many(physical, [Write(k, state[k], pos) for k, pos in last.items()])
+
+
+async def _decode(
+    projection: Projection, log: EventLog, rows: Sequence[StoredEvent]
+) -> list[Envelope]:
+    """The batch decoded; when that fails, the first row that cannot be is named."""
+    try:
+        return await log.decode_many(rows)
+    except Exception:
+        for row in rows:
+            try:
+                await log.decode(row)
+            except Exception as exc:
+                raise ProjectionStopped.at(projection.name, row, exc) from exc
+        raise
+
+
+class ProjectionStopped(Exception):
+    """A projection cannot apply one event of the log: it stops just before it.
+
+    Nothing else stops with it: other projections, the relay and every write go on, and the
+    runner retries (a fixed upcaster or projection, or a key store that is back, resumes it).
+    """
+
+    def __init__(self, projection: str, fault: Doc) -> None:
+        super().__init__(
+            f"projection {projection} stopped at position {fault['position']} "
+            f"({fault['type']} {fault['event_id']} on {fault['stream_id']}): {fault['error']}"
+        )
+        self.projection = projection
+        self.fault = fault
+
+    @classmethod
+    def at(
+        cls, projection: str, event: Envelope | StoredEvent, exc: Exception
+    ) -> ProjectionStopped:
+        return cls(
+            projection,
+            {
+                "projection": projection,
+                "position": event.position,
+                "event_id": event.id,
+                "type": event.type,
+                "stream_id": event.stream_id,
+                "error": reason(exc),
+                "at": datetime.now(UTC).isoformat(),
+            },
+        )
+
+
+FAULTS = "mlplane_projection_faults"
+"""Read-model collection of the projections stopped by an event they cannot apply."""
+
+
+class ProjectionHealth:
+    """Which projections are stopped, and at what: kept in memory for `/readyz`, the write path
+    and the metrics (`counts`: faults seen per projection), and in the read-model store
+    (`FAULTS`) for `mlplane projections status` from any process."""
+
+    def __init__(self, docs: ReadModelStore) -> None:
+        self.docs = docs
+        self.faults: dict[str, Doc] = {}
+        self.counts: dict[str, int] = {}
+
+    async def load(self) -> None:
+        self.faults = {k: strip(v) for k, v in (await self.docs.all_docs(FAULTS)).items()}
+
+    async def stopped(self, stop: ProjectionStopped) -> None:
+        known = self.faults.get(stop.projection)
+        if known is not None and known["position"] == stop.fault["position"]:
+            return
+        logger.error("%s", stop)
+        self.faults[stop.projection] = stop.fault
+        self.counts[stop.projection] = self.counts.get(stop.projection, 0) + 1
+        await self.docs.put_many(FAULTS, [Write(stop.projection, stop.fault, time.time_ns())])
+
+    async def running(self, projection: str) -> None:
+        if self.faults.pop(projection, None) is None:
+            return
+        logger.info("projection %s moved past the event that stopped it", projection)
+        await self.docs.put_many(FAULTS, [Write(projection, None, time.time_ns())])
 
 
 @dataclass
@@ -77,12 +172,17 @@ class ProjectionRunner:
     log: EventLog
     docs: ReadModelStore
     options: dict[str, Any] = field(default_factory=dict)
+    health: ProjectionHealth | None = None
 
     def __post_init__(self) -> None:
         self._physical = self.projection.name
         self.follower = Follower(
-            self.projection.name, self.log.store, self.docs, self._apply,
-            wake=self.log.waker(), **self.options,
+            self.projection.name,
+            self.log.store,
+            self.docs,
+            self._apply,
+            wake=self.log.waker(),
+            **self.options,
         )
 
     async def _apply(self, batch: Sequence[StoredEvent]) -> None:
@@ -92,14 +192,29 @@ class ProjectionRunner:
             self.follower.name = physical
             raise Swapped
         with tracer().start_as_current_span(f"project {self.projection.name}"):
-            await fold_batch(self.projection, self.log, self.docs, physical, batch)
+            try:
+                await fold_batch(self.projection, self.log, self.docs, physical, batch)
+            except ProjectionStopped as stop:  # apply what precedes the event, then stop
+                before = [row for row in batch if row.position < stop.fault["position"]]
+                if before:
+                    await fold_batch(self.projection, self.log, self.docs, physical, before)
+                    await self.docs.set_checkpoint(physical, before[-1].position)
+                raise
 
     async def run_once(self) -> int:
         await self._sync_name()
         try:
-            return await self.follower.run_once()
-        except Swapped:
-            return await self.follower.run_once()
+            try:
+                handled = await self.follower.run_once()
+            except Swapped:
+                handled = await self.follower.run_once()
+        except ProjectionStopped as stop:
+            if self.health is not None:
+                await self.health.stopped(stop)
+            raise
+        if self.health is not None:
+            await self.health.running(self.projection.name)
+        return handled
 
     async def run(self) -> None:
         await self.follower.run(step=self.run_once)
@@ -116,10 +231,14 @@ class Swapped(Exception):
     """The projection's alias moved to a rebuilt collection mid-batch."""
 
 
-async def build_into(projection: Projection, log: EventLog, docs: ReadModelStore, physical: str) -> int:
+async def build_into(
+    projection: Projection, log: EventLog, docs: ReadModelStore, physical: str
+) -> int:
     """Fold the whole log into `physical` (which should be empty); return events read."""
     follower = Follower(
-        physical, log.store, docs,
+        physical,
+        log.store,
+        docs,
         lambda batch: fold_batch(projection, log, docs, physical, batch),
         batch_size=10_000,
     )
@@ -130,7 +249,11 @@ async def rebuild(projection: Projection, log: EventLog, docs: ReadModelStore) -
     """Rebuild into a fresh collection and swap it in; return the new physical name."""
     old = await docs.resolve(projection.name)
     physical = f"{projection.name}__{time.time_ns()}"
-    await build_into(projection, log, docs, physical)
+    try:
+        await build_into(projection, log, docs, physical)
+    except ProjectionStopped:
+        await docs.drop(physical)  # the live copy stays as it was
+        raise
     await docs.set_alias(projection.name, physical)
     await build_into(projection, log, docs, physical)  # what arrived during the swap
     # keep the previous copy until the next rebuild: readers may still hold its name

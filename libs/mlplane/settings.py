@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     port: int = 8000
     service: str = "all"
     max_body_bytes: int = 1 << 20
+    max_json_depth: int = Field(32, ge=1, le=64)
+    """JSON request bodies nested deeper are refused with 422 before any route reads them."""
 
     @field_validator("bus_url")
     @classmethod

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from mlplane.http import docstring_summaries, install_problem_handlers
 from mlplane.kernel import Kernel
 from mlplane.middleware import BodyLimit, HttpMetrics, Metrics, RequestContext
-from mlplane.probes import probes
+from mlplane.probes import ProjectionMetrics, probes
 from mlplane.service import Service, load, register_all_events, roles
 from mlplane.settings import Settings
 from prometheus_client import CollectorRegistry
@@ -109,11 +109,17 @@ def create_app(
     app.state.settings = settings
     app.state.event_source = "mlplane/gateway"
     app.state.metrics = CollectorRegistry()
+    app.state.metrics.register(ProjectionMetrics(app.state))
     install_problem_handlers(app)
     for router in [probes, *(r for service in plan.api for r in service.routers())]:
         app.include_router(docstring_summaries(router))
     uploads = [limit for service in plan.api if service.body_limits for limit in service.body_limits(settings)]
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, overrides=uploads)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        overrides=uploads,
+        max_json_depth=settings.max_json_depth,
+    )
     metrics = HttpMetrics(app.state.metrics)
     app.add_middleware(Metrics, metrics=metrics)
     app.add_middleware(RequestContext)

@@ -68,10 +68,7 @@ async def write(
 
 
 async def training_doc(kernel: Kernel, space_id: str, training_id: str) -> dict:
-    doc = await kernel.docs.get(TRAINING_DOCS, training_id)
-    if doc is None:
-        await kernel.catch_up(TRAINING_DOCS)
-        doc = await kernel.docs.get(TRAINING_DOCS, training_id)
+    doc = await kernel.doc(TRAINING_DOCS, training_id, TRAININGS.stream(training_id))
     if doc is None or doc["space_id"] != space_id:
         raise job_not_found(training_id)
     return doc

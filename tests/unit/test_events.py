@@ -211,3 +211,19 @@ def test_non_finite_numbers_survive_the_stored_json(registry):
     stored = registry.to_stored("run:1", Scored(loss=float("inf"), metrics={"a.b": float("-inf")}))
     decoded = registry.decode(StoredEvent(stored.id, "run:1", "Scored", raw=stored.raw)).data
     assert (decoded.loss, decoded.metrics) == (float("inf"), {"a.b": float("-inf")})
+
+
+def test_a_payload_that_cannot_be_read_back_is_never_stored(registry):
+    from typing import Any
+
+    from mlplane.errors import UnreadableEvent
+
+    @registry.register("Configured", topic="things")
+    class Configured(Event):
+        configuration: dict[str, Any]
+
+    value: dict = {"a": 1}
+    for _ in range(250):
+        value = {"a": value}
+    with pytest.raises(UnreadableEvent, match="could not be read back"):
+        registry.to_stored("thing:1", Configured(configuration=value))

@@ -86,6 +86,48 @@ def list_projections() -> None:
             print(projection.name)
 
 
+@projections.command("status")
+def status() -> None:
+    """Each projection's position against the log's head, and what stopped it, if anything."""
+    from ..projections import FAULTS
+
+    async def work(kernel: Kernel) -> tuple[int, list[tuple[str, int, dict | None]]]:
+        head = await kernel.log.store.head_position()
+        faults = await kernel.docs.all_docs(FAULTS)
+        rows = []
+        for name in sorted(kernel.projections):
+            position = await kernel.docs.get_checkpoint(await kernel.docs.resolve(name))
+            rows.append((name, position, faults.get(name)))
+        return head, rows
+
+    head, rows = run(work)
+    stopped = False
+    for name, position, fault in rows:
+        if fault is not None:
+            stopped = True
+            state = (
+                f"stopped at {fault['position']}: {fault['type']} {fault['event_id']} "
+                f"on {fault['stream_id']}: {fault['error']}"
+            )
+        else:
+            state = "level" if position >= head else f"{head - position} behind"
+        print(f"{name}\t{position}\t{state}")
+    console.print(f"log head: {head}")
+    if stopped:
+        raise typer.Exit(1)
+
+
+def _or_stopped(work: Callable[[Kernel], Awaitable[T]]) -> T:
+    """`run(work)`, with a projection that cannot apply an event reported, not a traceback."""
+    from ..projections import ProjectionStopped
+
+    try:
+        return run(work)
+    except ProjectionStopped as stop:
+        console.print(f"[red]{stop}[/]")
+        raise typer.Exit(1) from None
+
+
 @projections.command("rebuild")
 def rebuild(name: str) -> None:
     """Rebuild a projection from the whole log and swap it in."""
@@ -94,7 +136,7 @@ def rebuild(name: str) -> None:
     async def work(kernel: Kernel) -> str:
         return await rebuild_projection(_projection(kernel, name), kernel.log, kernel.docs)
 
-    console.print(f"rebuilt {name} into {run(work)}")
+    console.print(f"rebuilt {name} into {_or_stopped(work)}")
 
 
 @projections.command("verify")
@@ -105,7 +147,7 @@ def verify(name: str) -> None:
     async def work(kernel: Kernel):
         return await verify_projection(_projection(kernel, name), kernel.log, kernel.docs)
 
-    diff = run(work)
+    diff = _or_stopped(work)
     for label, keys in (
         ("missing", diff.missing),
         ("extra", diff.extra),
@@ -169,7 +211,8 @@ async def _render(kernel: Kernel, row: StoredEvent, as_json: bool) -> str:
     """A decoded event; one of a type this installation does not know is shown as stored."""
     try:
         env = await kernel.log.decode(row)
-    except UnknownEventType:
+    except Exception as exc:  # unknown type, or a payload its type cannot read: shown as stored
+        reason = "unknown type" if isinstance(exc, UnknownEventType) else "unreadable payload"
         if as_json:
             return json.dumps(
                 {
@@ -178,9 +221,10 @@ async def _render(kernel: Kernel, row: StoredEvent, as_json: bool) -> str:
                     "subject": row.stream_id,
                     "position": str(row.position),
                     "data": row.data,
+                    "error": reason,
                 }
             )
-        return f"{_head(row.position, row.time, row.type, row.stream_id)} (unknown type)"
+        return f"{_head(row.position, row.time, row.type, row.stream_id)} ({reason})"
     return _cloudevent(env) if as_json else _line(env)
 
 
