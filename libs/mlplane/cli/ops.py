@@ -18,6 +18,7 @@ from ..events import Envelope, StoredEvent
 from ..kernel import Kernel
 from ..service import load, register_all_events
 from ..settings import Settings
+from .redact import masked
 
 T = TypeVar("T")
 console = Console(highlight=False, stderr=True)
@@ -186,7 +187,7 @@ def tail(
     ] = False,
     start: Annotated[int, typer.Option("--from", help="First global position")] = 1,
 ) -> None:
-    """Print the event log in order, as readable lines or CloudEvents JSON."""
+    """Print the event log in order, as readable lines or CloudEvents JSON (secrets masked)."""
 
     async def work(kernel: Kernel) -> None:
         position = start
@@ -211,7 +212,7 @@ async def _render(kernel: Kernel, row: StoredEvent, as_json: bool) -> str:
     """A decoded event; one of a type this installation does not know is shown as stored."""
     try:
         env = await kernel.log.decode(row)
-    except Exception as exc:  # unknown type, or a payload its type cannot read: shown as stored
+    except Exception as exc:  # noqa: BLE001 - unknown type or unreadable payload: shown as stored
         reason = "unknown type" if isinstance(exc, UnknownEventType) else "unreadable payload"
         if as_json:
             return json.dumps(
@@ -220,7 +221,7 @@ async def _render(kernel: Kernel, row: StoredEvent, as_json: bool) -> str:
                     "type": row.type,
                     "subject": row.stream_id,
                     "position": str(row.position),
-                    "data": row.data,
+                    "data": masked(row.data),
                     "error": reason,
                 }
             )
@@ -229,7 +230,7 @@ async def _render(kernel: Kernel, row: StoredEvent, as_json: bool) -> str:
 
 
 def _line(env: Envelope) -> str:
-    data = json.dumps(env.data.model_dump(mode="json"), separators=(",", ":"))
+    data = json.dumps(masked(env.data.model_dump(mode="json")), separators=(",", ":"))
     return (
         f"{_head(env.position, env.time, env.type, env.stream_id)} actor={env.actor or '-'} {data}"
     )
@@ -240,4 +241,5 @@ def _head(position: int, time: datetime, type_: str, subject: str) -> str:
 
 
 def _cloudevent(env: Envelope) -> str:
-    return json.dumps({**env.cloudevent_attributes(), "data": env.data.model_dump(mode="json")})
+    data = masked(env.data.model_dump(mode="json"))
+    return json.dumps({**env.cloudevent_attributes(), "data": data})
