@@ -35,6 +35,14 @@ Permission = Literal[
     "data-models:get",
     "data-models:list",
     "data-models:update",
+    # serving: deploy, reconfigure or roll back, remove endpoints; register, change (rename,
+    # add versions), delete registry models. Servers and placements are the administrators'.
+    "endpoints:create",
+    "endpoints:delete",
+    "endpoints:update",
+    "models:create",
+    "models:delete",
+    "models:update",
 ]
 PERMISSIONS: tuple[str, ...] = get_args(Permission)
 

@@ -7,12 +7,12 @@ test can hand an app any kernel or authenticator it likes.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from .auth import Authenticator, Principal
+from .auth import Authenticator, Permission, Principal
 from .errors import Invalid, Unauthorized
 from .eventlog import Context
 from .kernel import Kernel
@@ -44,6 +44,10 @@ async def get_optional_principal(
     if credentials is None or not credentials.credentials:
         return None
     return await request.app.state.authenticator.authenticate(credentials.credentials)
+
+
+KernelDep = Annotated[Kernel, Depends(get_kernel)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
 def request_context(request: Request, actor: str | None) -> Context:
@@ -86,11 +90,38 @@ def acting_space(principal: Principal, named: str | None, permission: str | None
     return space
 
 
+def permitted(
+    permission: Permission | None = None, *, owner: bool = False, path: str | None = None
+) -> Any:
+    """A dependency answering the space a call acts in, once the caller may act there with
+    `permission` (or as one of its owners).
+
+    FastAPI solves dependencies before it validates the body, so a caller without the right is
+    refused (403 inside the space, 404 outside it) whatever they send, before any lookup: the
+    answer never depends on the body or on whether an id exists. `path` names the path parameter
+    that holds the space (`/inference/{workspace}`); otherwise the space is `named_space`'s.
+    """
+
+    async def space(request: Request, principal: PrincipalDep) -> str:
+        named = request.path_params.get(path) if path else named_space(request)
+        acting = acting_space(principal, named, permission)
+        if owner:
+            principal.require(acting, owner=True)
+        return acting
+
+    return Depends(space)
+
+
+async def admin_only(principal: PrincipalDep) -> Principal:
+    """The caller, if a platform administrator; as a dependency it refuses before the body."""
+    principal.require_admin()
+    return principal
+
+
 def in_space(ctx: Context, space_id: str) -> Context:
     return replace(ctx, space=space_id)
 
 
-KernelDep = Annotated[Kernel, Depends(get_kernel)]
-PrincipalDep = Annotated[Principal, Depends(get_principal)]
 OptionalPrincipalDep = Annotated[Principal | None, Depends(get_optional_principal)]
 ContextDep = Annotated[Context, Depends(get_context)]
+AdminDep = Annotated[Principal, Depends(admin_only)]

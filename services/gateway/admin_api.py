@@ -11,8 +11,8 @@ import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, status
-from mlplane.auth import Principal, hash_password
-from mlplane.deps import ContextDep, KernelDep, get_principal
+from mlplane.auth import hash_password
+from mlplane.deps import ContextDep, KernelDep, admin_only
 from mlplane.errors import NotFound
 from mlplane.http import PROBLEM_RESPONSES, PageParams, list_page
 from mlplane.kernel import Kernel
@@ -22,12 +22,6 @@ from . import models as m
 from .api import write_user
 from .handlers import user_id_for
 from .projections import USERS as USER_DOCS
-
-
-async def admin_only(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
-    principal.require_admin()
-    return principal
-
 
 admin = APIRouter(
     prefix="/api/users",

@@ -18,6 +18,7 @@ from mlplane.deps import (
     KernelDep,
     PrincipalDep,
     in_space,
+    permitted,
 )
 from mlplane.errors import NotFound
 from mlplane.eventlog import Context
@@ -137,7 +138,7 @@ async def restore_space(
     return m.SpaceRef(id=id)
 
 
-@spaces.post("/{id}/invite")
+@spaces.post("/{id}/invite", dependencies=[permitted(owner=True, path="id")])
 async def invite_users(
     id: str, body: m.InviteCreate, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep
 ) -> m.InvitePublic:

@@ -3,7 +3,10 @@ logs; `DELETE /endpoint/{name}`), the configuration changes and rollbacks that m
 and seed 004's revision routes under `/api/v1/workloads/inferences`.
 
 The workspace is a space id; routes without one act in the caller's space (X-Space-ID, a
-`space_id` parameter, or their only space). An endpoint of another space answers 404.
+`space_id` parameter, or their only space). An endpoint of another space answers 404. A member
+changes endpoints only with its permission: `endpoints:create` to deploy, `endpoints:update` to
+reconfigure or roll back, `endpoints:delete` to remove; the check is a dependency, so it refuses
+before the body is read or the endpoint looked up.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 from mlplane import aggregates
-from mlplane.deps import ContextDep, KernelDep, PrincipalDep, in_space
+from mlplane.deps import ContextDep, KernelDep, PrincipalDep, in_space, permitted
 from mlplane.errors import Invalid, NotFound
 from mlplane.events import new_id
 from mlplane.http import PROBLEM_RESPONSES
@@ -146,7 +149,11 @@ async def list_endpoints(
     return {"count": found.count, "data": data, "endpoints": data, "has_more": found.has_more}
 
 
-@inference.post("/{workspace}/{model_id}", status_code=status.HTTP_201_CREATED)
+@inference.post(
+    "/{workspace}/{model_id}",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[permitted("endpoints:create", path="workspace")],
+)
 async def deploy(
     workspace: str,
     model_id: str,
@@ -160,7 +167,6 @@ async def deploy(
 ) -> dict[str, Any]:
     """Deploy an endpoint from a registered model (its latest version, or `version`) or a
     training checkpoint; optional JSON body: name, version, replicas, selector, resources, runtime."""
-    principal.require(workspace)
     body: Deploy = await _body(request, Deploy)
     name = Deploy(name=name).name if name else body.name
     model, checkpoint = await _model(kernel, ctx, workspace, model_id)
@@ -224,17 +230,18 @@ def _nudge(kernel) -> None:
         worker.wake()
 
 
-@inference.patch("/{workspace}/{endpoint_name}")
+@inference.patch(
+    "/{workspace}/{endpoint_name}",
+    dependencies=[permitted("endpoints:update", path="workspace")],
+)
 async def reconfigure(
     workspace: str,
     endpoint_name: str,
     body: Config,
     kernel: KernelDep,
-    principal: PrincipalDep,
     ctx: ContextDep,
 ) -> dict[str, Any]:
     """Change an endpoint's configuration (version, replicas, selector, resources): a new revision."""
-    principal.require(workspace)
     doc = await endpoint_doc(kernel, workspace, endpoint_name)
     changes = body.model_dump(exclude_none=True)
     if "version" in changes:
@@ -255,17 +262,18 @@ async def reconfigure(
     return public(await endpoint_doc(kernel, workspace, endpoint_name))
 
 
-@inference.post("/{workspace}/{endpoint_name}/rollback")
+@inference.post(
+    "/{workspace}/{endpoint_name}/rollback",
+    dependencies=[permitted("endpoints:update", path="workspace")],
+)
 async def rollback(
     workspace: str,
     endpoint_name: str,
     body: Rollback,
     kernel: KernelDep,
-    principal: PrincipalDep,
     ctx: ContextDep,
 ) -> dict[str, Any]:
     """Roll an endpoint back to an earlier revision's configuration: a new revision."""
-    principal.require(workspace)
     doc = await endpoint_doc(kernel, workspace, endpoint_name)
     command = c.RollBackEndpoint(
         endpoint_id=doc["id"], revision_id=new_id_uuid(), to_revision=body.revision
@@ -429,13 +437,11 @@ async def endpoint_provenance(
 @endpoints.delete("/{endpoint_name}")
 async def remove(
     endpoint_name: str,
-    request: Request,
     kernel: KernelDep,
-    principal: PrincipalDep,
+    space: Annotated[str, permitted("endpoints:delete")],
     ctx: ContextDep,
 ) -> dict[str, Any]:
     """Remove an endpoint; its model versions are unloaded once nothing else holds them."""
-    space = space_of(request, principal)
     doc = await endpoint_doc(kernel, space, endpoint_name)
     await _write(kernel, c.RemoveEndpoint(endpoint_id=doc["id"]), ctx, space)
     _nudge(kernel)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
-from mlplane.deps import ContextDep, KernelDep, PrincipalDep
+from mlplane.deps import ContextDep, KernelDep, PrincipalDep, permitted
 from mlplane.errors import NotFound
 from mlplane.http import PROBLEM_RESPONSES, ListPage, PageParams, list_page
 
@@ -57,14 +57,13 @@ async def list_trainings(
 @trainings.post("", status_code=status.HTTP_201_CREATED)
 async def create(
     body: m.TrainingCreate,
-    request: Request,
+    space: Annotated[str, permitted("trainings:create")],
     response: Response,
     kernel: KernelDep,
     principal: PrincipalDep,
     ctx: ContextDep,
 ) -> m.TrainingPublic:
     """Create a training of a built-in architecture; it is queued and starts when a slot frees."""
-    space = space_of(request, principal, "trainings:create")
     if body.data_model_id:
         doc = await kernel.docs.get(DATA_MODEL_DOCS, body.data_model_id)
         if doc is None or doc["space_id"] != space:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 from mlplane import aggregates
-from mlplane.deps import ContextDep, KernelDep, PrincipalDep
+from mlplane.deps import ContextDep, KernelDep, PrincipalDep, permitted
 from mlplane.events import new_id
 from mlplane.http import PROBLEM_RESPONSES, ListPage, PageParams, list_page
 
@@ -58,13 +58,11 @@ async def list_data_models(
 @data_models.post("", status_code=status.HTTP_201_CREATED)
 async def create_data_model(
     body: m.DataModelCreate,
-    request: Request,
+    space: Annotated[str, permitted("data-models:create")],
     kernel: KernelDep,
-    principal: PrincipalDep,
     ctx: ContextDep,
 ) -> m.DataModelPublic:
     """Create a data model."""
-    space = space_of(request, principal, "data-models:create")
     command = c.CreateDataModel(data_model_id=new_id(), space_id=space, **body.model_dump())
     state = await write(kernel, DATA_MODELS, command.data_model_id, command, ctx, space)
     return m.DataModelPublic.model_validate(state.to_doc())
@@ -141,14 +139,12 @@ async def list_connectors(
 @connectors.post("", status_code=status.HTTP_201_CREATED)
 async def create_connector(
     body: m.ConnectorCreate,
-    request: Request,
+    space: Annotated[str, permitted("data-models:create")],
     kernel: KernelDep,
-    principal: PrincipalDep,
     ctx: ContextDep,
 ) -> m.ConnectorPublic:
     """Create a connector (`aws-s3` with an `s3` config, or `local` with a folder); its
     storage is reached once to set its status."""
-    space = space_of(request, principal, "data-models:create")
     config, credentials = split_config(body)
     training = service(kernel)
     source = open_source(
@@ -285,14 +281,11 @@ async def get_cluster(
 @clusters.post("", status_code=status.HTTP_201_CREATED)
 async def create_cluster(
     body: m.ClusterCreate,
-    request: Request,
+    space: Annotated[str, permitted(owner=True)],
     kernel: KernelDep,
-    principal: PrincipalDep,
     ctx: ContextDep,
 ) -> m.ClusterPublic:
     """Register the space's cluster (owners); the token is stored encrypted, never returned."""
-    space = space_of(request, principal)
-    principal.require(space, owner=True)
     command = c.RegisterCluster(space_id=space, cluster_id=new_id(), **body.model_dump())
     await write(kernel, CLUSTERS, space, command, ctx, space)
     return m.ClusterPublic.model_validate(await cluster_doc(kernel, space))

@@ -4,7 +4,9 @@
 Where seed 002's "Response" and "Response Now" differ the answer carries both field sets. Models
 belong to a space: a member acts in theirs (X-Space-ID, `space_id`, or their only space), an
 administrator naming no space sees all of them; placing a model on a server (load, unload) is
-an administrator's act.
+an administrator's act. A member changes the registry only with its permission (`models:create`,
+`models:update` to rename or add versions, `models:delete` for models and versions). Every check
+is a dependency, so a caller without the right is refused before the body is read.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import asyncio
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, status
-from mlplane.deps import ContextDep, KernelDep, PrincipalDep
+from fastapi import APIRouter, Depends, Query, Request, status
+from mlplane.deps import AdminDep, ContextDep, KernelDep, PrincipalDep, admin_only, permitted
 from mlplane.errors import Invalid, NotFound
 from mlplane.events import new_id
 from mlplane.http import PROBLEM_RESPONSES, ListPage, PageParams, list_page
+from mlplane.names import NameOrEmpty
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from . import commands as c
@@ -32,6 +35,7 @@ from .views import (
     model_in,
     optional_space,
     receive_files,
+    registry_space,
     service,
     space_of,
     workspace,
@@ -41,11 +45,21 @@ from .views import (
     create_model as create_registered,
 )
 
-tritons = APIRouter(prefix="/api/tritons", tags=["tritons"], responses=PROBLEM_RESPONSES)
+tritons = APIRouter(
+    prefix="/api/tritons",
+    tags=["tritons"],
+    responses=PROBLEM_RESPONSES,
+    dependencies=[Depends(admin_only)],
+)
 models = APIRouter(prefix="/api/models", tags=["models (registry)"], responses=PROBLEM_RESPONSES)
 inference_models = APIRouter(prefix="/api/v1/models", tags=["models"], responses=PROBLEM_RESPONSES)
 
 ADMIN_HOLDER = "admin"
+
+# the space a registry write acts in, once the caller holds the permission there
+Registering = Annotated[str, permitted("models:create")]
+Changing = Annotated[str | None, registry_space("models:update")]
+Deleting = Annotated[str | None, registry_space("models:delete")]
 
 
 class Input(BaseModel):
@@ -53,7 +67,7 @@ class Input(BaseModel):
 
 
 class ServerCreate(Input):
-    name: Annotated[str, Field(max_length=200)] = ""
+    name: NameOrEmpty = ""
     host: Annotated[
         str, Field(min_length=1, max_length=255, validation_alias=AliasChoices("host", "ip"))
     ]
@@ -67,7 +81,7 @@ class ServerCreate(Input):
 
 
 class ServerUpdate(Input):
-    name: Annotated[str | None, Field(max_length=200)] = None
+    name: NameOrEmpty | None = None
     host: Annotated[
         str | None, Field(min_length=1, max_length=255, validation_alias=AliasChoices("host", "ip"))
     ] = None
@@ -131,19 +145,15 @@ async def server_doc(kernel, server_id: str) -> dict[str, Any]:
 
 
 @tritons.get("")
-async def list_tritons(kernel: KernelDep, principal: PrincipalDep) -> dict[str, Any]:
+async def list_tritons(kernel: KernelDep) -> dict[str, Any]:
     """List the inference servers, their health and loaded models."""
-    principal.require_admin()
     found = await kernel.docs.query(SERVER_DOCS, {}, sort="created_at", limit=1000)
     return {"tritons": [server_public(d) for d in found.data], "count": found.count}
 
 
 @tritons.post("", status_code=status.HTTP_201_CREATED)
-async def create_triton(
-    body: ServerCreate, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep
-) -> dict[str, Any]:
+async def create_triton(body: ServerCreate, kernel: KernelDep, ctx: ContextDep) -> dict[str, Any]:
     """Register an inference server (Triton or any Open Inference Protocol v2 server)."""
-    principal.require_admin()
     server_id = new_id()
     command = c.RegisterServer(
         server_id=server_id,
@@ -156,9 +166,8 @@ async def create_triton(
 
 
 @tritons.get("/{identity}")
-async def get_triton(identity: str, kernel: KernelDep, principal: PrincipalDep) -> dict[str, Any]:
+async def get_triton(identity: str, kernel: KernelDep) -> dict[str, Any]:
     """Get a server: its registration, desired and observed state, and the drift between them."""
-    principal.require_admin()
     public = server_public(await server_doc(kernel, identity))
     desired = await kernel.docs.get(DESIRED, identity) or {"placements": {}}
     observed = await kernel.docs.get(OBSERVED, identity) or {}
@@ -171,10 +180,9 @@ async def get_triton(identity: str, kernel: KernelDep, principal: PrincipalDep) 
 
 @tritons.patch("/{identity}")
 async def update_triton(
-    identity: str, body: ServerUpdate, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep
+    identity: str, body: ServerUpdate, kernel: KernelDep, ctx: ContextDep
 ) -> dict[str, Any]:
     """Change a server's name, address, GPUs, repository or labels."""
-    principal.require_admin()
     await server_doc(kernel, identity)
     await write(
         kernel, SERVERS, identity, c.UpdateServer(server_id=identity, **body.model_dump()), ctx
@@ -184,11 +192,8 @@ async def update_triton(
 
 
 @tritons.delete("/{identity}")
-async def delete_triton(
-    identity: str, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep
-) -> dict[str, str]:
+async def delete_triton(identity: str, kernel: KernelDep, ctx: ContextDep) -> dict[str, str]:
     """Forget a server; endpoints served there are placed elsewhere."""
-    principal.require_admin()
     await server_doc(kernel, identity)
     await write(kernel, SERVERS, identity, c.DeleteServer(server_id=identity), ctx)
     _wake(kernel)
@@ -196,11 +201,8 @@ async def delete_triton(
 
 
 @tritons.post("/{identity}/reconcile")
-async def reconcile_triton(
-    identity: str, kernel: KernelDep, principal: PrincipalDep
-) -> dict[str, Any]:
+async def reconcile_triton(identity: str, kernel: KernelDep) -> dict[str, Any]:
     """Read the server now and reconcile its drift: load what is missing, unload what is not held."""
-    principal.require_admin()
     await server_doc(kernel, identity)
     worker = service(kernel).worker
     if worker is not None:
@@ -286,10 +288,9 @@ async def list_models(
 
 @models.post("", status_code=status.HTTP_201_CREATED)
 async def create_model(
-    request: Request, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep
+    request: Request, kernel: KernelDep, space: Registering, ctx: ContextDep
 ) -> dict[str, Any]:
     """Register a model from its files (multipart: `name`, `description`, `files[]`)."""
-    space = space_of(request, principal)
     serving = service(kernel)
     with workspace() as tmp:
         uploads, fields = await receive_files(request, serving.settings, Path(tmp))
@@ -344,10 +345,10 @@ async def get_model(
 
 @models.patch("/{identity}")
 async def update_model(
-    identity: str, request: Request, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep
+    identity: str, request: Request, kernel: KernelDep, space: Changing, ctx: ContextDep
 ) -> dict[str, Any]:
     """Rename or describe a model (JSON), or upload its next version (multipart `Files[]`)."""
-    state = await model_in(kernel, identity, optional_space(request, principal))
+    state = await model_in(kernel, identity, space)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         return await _new_version(identity, request, kernel, ctx, state)
     try:
@@ -369,10 +370,10 @@ async def update_model(
 
 @models.delete("/{identity}")
 async def delete_model(
-    identity: str, request: Request, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep
+    identity: str, kernel: KernelDep, space: Deleting, ctx: ContextDep
 ) -> dict[str, str]:
     """Delete a model; its files stay in the artifact store for the versions' history."""
-    state = await model_in(kernel, identity, optional_space(request, principal))
+    state = await model_in(kernel, identity, space)
     await write(kernel, MODELS, identity, c.DeleteModel(model_id=identity), ctx, state.space_id)
     return {"status": "ok", "id": identity}
 
@@ -383,11 +384,10 @@ async def load_model(
     body: Placement,
     request: Request,
     kernel: KernelDep,
-    principal: PrincipalDep,
+    principal: AdminDep,
     ctx: ContextDep,
 ) -> dict[str, Any]:
     """Load a version (default the latest) of the model on a server; the answer waits for it."""
-    principal.require_admin()
     state = await model_in(kernel, identity, optional_space(request, principal))
     version = _version(state, body.version)
     await server_doc(kernel, body.triton_id)
@@ -427,11 +427,10 @@ async def unload_model(
     body: Placement,
     request: Request,
     kernel: KernelDep,
-    principal: PrincipalDep,
+    principal: AdminDep,
     ctx: ContextDep,
 ) -> dict[str, Any]:
     """Release the administrator's load of a version; it is unloaded once no endpoint holds it."""
-    principal.require_admin()
     state = await model_in(kernel, identity, optional_space(request, principal))
     version = _version(state, body.version)
     await server_doc(kernel, body.triton_id)
@@ -490,10 +489,10 @@ async def list_versions(
 
 @models.post("/{identity}/versions", status_code=status.HTTP_201_CREATED)
 async def create_version(
-    identity: str, request: Request, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep
+    identity: str, request: Request, kernel: KernelDep, space: Changing, ctx: ContextDep
 ) -> dict[str, Any]:
     """Upload the model's next version (multipart `Files[]`)."""
-    state = await model_in(kernel, identity, optional_space(request, principal))
+    state = await model_in(kernel, identity, space)
     return await _new_version(identity, request, kernel, ctx, state)
 
 
@@ -511,14 +510,13 @@ async def _new_version(
 @models.delete("/{identity}/versions")
 async def delete_version(
     identity: str,
-    request: Request,
     kernel: KernelDep,
-    principal: PrincipalDep,
+    space: Deleting,
     ctx: ContextDep,
     version: Annotated[int | None, Query(ge=1)] = None,
 ) -> dict[str, Any]:
     """Delete a version (`?version=`, default the latest)."""
-    state = await model_in(kernel, identity, optional_space(request, principal))
+    state = await model_in(kernel, identity, space)
     chosen = _version(state, version)
     await write(
         kernel,

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 from mlplane import aggregates
 from mlplane.artifacts import ArtifactStore
-from mlplane.auth import Principal
-from mlplane.deps import acting_space, in_space, named_space
+from mlplane.auth import Permission, Principal
+from mlplane.deps import PrincipalDep, acting_space, in_space, named_space
 from mlplane.eventlog import Context
 from mlplane.events import new_id
 from mlplane.kernel import Kernel
@@ -49,11 +49,23 @@ def space_of(request: Request, principal: Principal, permission: str | None = No
     return acting_space(principal, named_space(request), permission)
 
 
-def optional_space(request: Request, principal: Principal) -> str | None:
+def optional_space(
+    request: Request, principal: Principal, permission: Permission | None = None
+) -> str | None:
     """An administrator naming no space sees every space; anyone else acts in one."""
     if principal.admin and not named_space(request):
         return None
-    return space_of(request, principal)
+    return space_of(request, principal, permission)
+
+
+def registry_space(permission: Permission | None = None) -> Any:
+    """A dependency answering `optional_space`, checked before the body is read (see
+    `mlplane.deps.permitted`): None for an administrator naming no space."""
+
+    async def space(request: Request, principal: PrincipalDep) -> str | None:
+        return optional_space(request, principal, permission)
+
+    return Depends(space)
 
 
 async def write(
