@@ -135,6 +135,15 @@ kafka_answers_metadata() {
   [[ $out == *"(id: 1 "* ]]
 }
 
+# A new cluster id: 16 random bytes in URL-safe base64 without padding, the form `kafka-storage
+# random-uuid` prints, drawn again when it starts with '-' as Kafka's own ids never do (a tool
+# would read such an id as an option; it is passed as --cluster-id=ID all the same).
+kafka_cluster_id() {
+  local id
+  while id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"; [[ $id == -* ]]; do :; done
+  echo "$id"
+}
+
 kafka_up() {
   if pid_of kafka >/dev/null; then say "kafka already running on 127.0.0.1:$KAFKA_PORT"; return 0; fi
   check_port_free kafka "$KAFKA_PORT" MLPLANE_KAFKA_PORT
@@ -147,7 +156,7 @@ kafka_up() {
   if [[ ! -f $KAFKA_DATA/meta.properties ]]; then
     say "formatting Kafka storage in $KAFKA_DATA"
     "${KAFKA_TOOL[@]}" kafka.tools.StorageTool format --ignore-formatted -c "$props" \
-      -t "$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')" >>"$LOGS/kafka.log" 2>&1 ||
+      --cluster-id="$(kafka_cluster_id)" >>"$LOGS/kafka.log" 2>&1 ||
       fail_with_log kafka "storage format failed"
   fi
   say "starting kafka on 127.0.0.1:$KAFKA_PORT (controller :$KAFKA_CONTROLLER_PORT)"
@@ -226,6 +235,9 @@ status_of() { # name, port
     echo "$1: stopped"
   fi
 }
+
+# Sourced (by the tests), the script only defines its functions.
+[[ ${BASH_SOURCE[0]} == "$0" ]] || return 0
 
 # One invocation at a time, so that concurrent `up`s neither build twice nor start two servers.
 mkdir -p "$RUN"
