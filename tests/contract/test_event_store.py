@@ -299,3 +299,36 @@ async def test_mongo_commit_refused_by_the_server_leaves_no_hole(mongo_backend: 
         await store.append("a", [ev("a", 1, blob="x" * 17_000_000)], NO_STREAM)
     await store.append("b", [ev("b", 20)], NO_STREAM)
     assert summary(await store.read_all()) == [("b", 1, 20)]
+
+
+class _Counted:
+    """A collection that counts the calls made to it (each one is a round trip)."""
+
+    def __init__(self, inner) -> None:
+        self._inner, self.calls = inner, []
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._inner, name)
+        if callable(attr):
+            self.calls.append(name)
+        return attr
+
+
+async def test_mongo_an_append_after_a_load_is_one_insert(mongo_backend: Backend):
+    store = mongo_backend.event_store()
+    await store.append("a", evs("a", 2), NO_STREAM)
+    other = mongo_backend.event_store()
+    await other.append("b", evs("b", 1), NO_STREAM)  # its indexes are set up on first use
+    loaded = await other.read_stream("a")
+    other._commits = counted = _Counted(other._commits)
+    await other.append("a", evs("a", 1), loaded[-1].version)
+    await other.append("a", evs("a", 100), ANY)
+    assert counted.calls == ["insert_one", "insert_one"]
+
+
+async def test_mongo_a_batch_of_a_hundred_large_events_is_one_commit(mongo_backend: Backend):
+    store = mongo_backend.event_store()
+    batch = [ev("a", n, blob="x" * 1_000) for n in range(100)]
+    stored = await store.append("a", batch, NO_STREAM)
+    assert [e.version for e in stored] == list(range(1, 101))
+    assert await store.append("a", batch, ANY) == stored  # a retry, recognised by its first id
