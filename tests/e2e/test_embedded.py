@@ -130,7 +130,10 @@ def test_the_cli_creates_and_lists_spaces_over_http(embedded: Platform):
 def test_probes_and_metrics_answer(embedded: Platform):
     with embedded.client() as anonymous:
         assert anonymous.get("/healthz").json() == {"status": "ok"}
-        assert anonymous.get("/readyz").json()["checks"] == {"event_store": "ok", "bus": "ok"}
+        assert anonymous.get("/readyz").json() == {
+            "status": "ok",
+            "checks": {"event_store": "ok", "bus": "ok", "projections": "ok"},
+        }
         metrics = anonymous.get("/metrics").text
         openapi = anonymous.get("/openapi.json").json()
     assert 'mlplane_http_requests_total{method="GET",route="/healthz",status="200"}' in metrics
