@@ -129,7 +129,10 @@ class Kernel:
         """Crypto-shred a data subject, then rebuild every projection so no clear text stays."""
         await self.log.forget(subject)
         for projection in self.projections.values():
-            await rebuild(projection, self.log, self.docs)
+            try:
+                await rebuild(projection, self.log, self.docs, drop_previous=True)
+            except ProjectionStopped as stop:  # the others are still rebuilt; this one is shown
+                await self.health.stopped(stop)
 
     async def stop(self) -> None:
         for follower in self._followers:

@@ -245,8 +245,13 @@ async def build_into(
     return await follower.run_once()
 
 
-async def rebuild(projection: Projection, log: EventLog, docs: ReadModelStore) -> str:
-    """Rebuild into a fresh collection and swap it in; return the new physical name."""
+async def rebuild(
+    projection: Projection, log: EventLog, docs: ReadModelStore, *, drop_previous: bool = False
+) -> str:
+    """Rebuild into a fresh collection and swap it in; return the new physical name.
+
+    The previous copy is kept until the next rebuild (readers may still hold its name), unless
+    `drop_previous`: after a forget it holds the forgotten clear text."""
     old = await docs.resolve(projection.name)
     physical = f"{projection.name}__{time.time_ns()}"
     try:
@@ -256,10 +261,10 @@ async def rebuild(projection: Projection, log: EventLog, docs: ReadModelStore) -
         raise
     await docs.set_alias(projection.name, physical)
     await build_into(projection, log, docs, physical)  # what arrived during the swap
-    # keep the previous copy until the next rebuild: readers may still hold its name
+    keep = {physical} if drop_previous else {physical, old}
     for name in await docs.collections():
         ours = name == projection.name or name.startswith(f"{projection.name}__")
-        if ours and name not in (physical, old):
+        if ours and name not in keep:
             await docs.drop(name)
     return physical
 
