@@ -68,7 +68,9 @@ def field_errors(errors: list[Any]) -> list[dict[str, str]]:
     """Where and why each field failed; never the input itself (it may hold a secret)."""
     out = []
     for err in errors:
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        loc = [str(p) for p in err.get("loc", ())]
+        if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
+            loc = loc[1:]  # where it was sent; a field may be called `path` too
         out.append(
             {
                 "field": ".".join(loc) or "body",

@@ -13,11 +13,12 @@ the rebuilt collection's checkpoint. Verify: rebuild into a scratch collection a
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -231,22 +232,50 @@ class Swapped(Exception):
     """The projection's alias moved to a rebuilt collection mid-batch."""
 
 
+Progress = Callable[[int], None]
+"""Called with the position a rebuild has reached after each page."""
+
+
 async def build_into(
-    projection: Projection, log: EventLog, docs: ReadModelStore, physical: str
+    projection: Projection,
+    log: EventLog,
+    docs: ReadModelStore,
+    physical: str,
+    progress: Progress | None = None,
 ) -> int:
-    """Fold the whole log into `physical` (which should be empty); return events read."""
-    follower = Follower(
-        physical,
-        log.store,
-        docs,
-        lambda batch: fold_batch(projection, log, docs, physical, batch),
-        batch_size=10_000,
-    )
+    """Fold the whole log into `physical` (which should be empty); return events read.
+
+    The log is read in pages of 10,000 events, each decoded once and written in one batch.
+    A replay makes many short-lived objects, each counting towards the cyclic garbage
+    collector's next pass over everything alive; the collector is held back while a page is
+    folded (its objects hold no cycles) and runs between pages.
+    """
+
+    async def page(batch: Sequence[StoredEvent]) -> None:
+        await _without_gc_pauses(fold_batch(projection, log, docs, physical, batch))
+        if progress is not None:
+            progress(batch[-1].position)
+
+    follower = Follower(physical, log.store, docs, page, batch_size=10_000)
     return await follower.run_once()
 
 
+async def _without_gc_pauses(work: Awaitable[None]) -> None:
+    threshold = gc.get_threshold()
+    gc.set_threshold(max(threshold[0], 100_000), *threshold[1:])
+    try:
+        await work
+    finally:
+        gc.set_threshold(*threshold)
+
+
 async def rebuild(
-    projection: Projection, log: EventLog, docs: ReadModelStore, *, drop_previous: bool = False
+    projection: Projection,
+    log: EventLog,
+    docs: ReadModelStore,
+    *,
+    drop_previous: bool = False,
+    progress: Progress | None = None,
 ) -> str:
     """Rebuild into a fresh collection and swap it in; return the new physical name.
 
@@ -255,7 +284,7 @@ async def rebuild(
     old = await docs.resolve(projection.name)
     physical = f"{projection.name}__{time.time_ns()}"
     try:
-        await build_into(projection, log, docs, physical)
+        await build_into(projection, log, docs, physical, progress)
     except ProjectionStopped:
         await docs.drop(physical)  # the live copy stays as it was
         raise

@@ -8,11 +8,11 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from mlplane.auth import Permission
+from mlplane.names import Name, NameOrEmpty
 from pydantic import BaseModel, ConfigDict, Field
 
 from .commands import UserRole
 
-Name = Annotated[str, Field(min_length=1, max_length=200)]
 Text = Annotated[str, Field(max_length=4000)]
 Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
 Secret = Annotated[str, Field(min_length=8, max_length=200)]
@@ -113,8 +113,8 @@ class InviteAccepted(Output):
 
 
 class UserUpdate(Input):
-    first_name: Annotated[str, Field(max_length=200)] | None = None
-    last_name: Annotated[str, Field(max_length=200)] | None = None
+    first_name: NameOrEmpty | None = None
+    last_name: NameOrEmpty | None = None
     role: UserRole | None = None
 
 
@@ -128,7 +128,7 @@ class PermissionsPublic(Output):
 
 
 class TokenCreate(Input):
-    name: Annotated[str, Field(max_length=200)] = ""
+    name: NameOrEmpty = ""
     ttl_seconds: Annotated[int, Field(ge=1, le=10 * 365 * 86400)] | None = None
 
 
@@ -161,8 +161,8 @@ class AdminUserCreate(Input):
     role: AdminRole = "developer"
     tags: Annotated[str, Field(max_length=1000)] = ""
     email: Email | None = None
-    first_name: Annotated[str, Field(max_length=200)] | None = None
-    last_name: Annotated[str, Field(max_length=200)] | None = None
+    first_name: NameOrEmpty | None = None
+    last_name: NameOrEmpty | None = None
 
 
 class AdminUserUpdate(Input):

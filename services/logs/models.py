@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from mlplane.names import NameOrEmpty
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 
 POSITION_MAX = 2**63 - 1
@@ -165,7 +166,7 @@ class StatusUpdate(Input):
     id: str = Field(min_length=1, max_length=200)
     object: str = Field(default="space", min_length=1, max_length=50, pattern=r"^[a-z][a-z0-9-]*$")
     event: str = Field(default="", max_length=100)
-    name: str = Field(default="", max_length=200)
+    name: NameOrEmpty = ""
     status: str = Field(default="", max_length=100)
     type: str = Field(default="", max_length=100)
     timestamp: str = Field(default="", max_length=100)

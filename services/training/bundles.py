@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 import yaml
 from mlplane.artifacts import ArtifactStore
+from mlplane.names import NameOrEmpty
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .unpack import Limits, UnsafeBundle, unpack
@@ -45,7 +46,7 @@ class Manifest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, Field(max_length=200)] = ""
+    name: NameOrEmpty = ""
     entrypoint: Annotated[str, Field(min_length=1, max_length=500)] = "train.py"
     args: Annotated[list[str], Field(max_length=100)] = []
     parameters: dict[str, Any] = {}

@@ -3,6 +3,9 @@
 Both answer the same three questions (list files, read the head of one, fetch one), so listing,
 scanning and fetching training data never care which kind they talk to. Blocking clients run in
 worker threads. A local connector may only name a folder under the platform's datasets root.
+
+Paths come from clients: each is checked as given (`relative_path`) before it is used, and
+messages name a path as the client gave it, never the server's folders.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mlplane.errors import Invalid, MlplaneError, NotFound
+from mlplane.names import no_control
 
 HEAD_BYTES = 64 << 10
 
@@ -66,11 +70,31 @@ class Source(abc.ABC):
             ) from exc
 
 
+def relative_path(value: str) -> str:
+    """`value`, if it is a path that stays under the folder it is joined to: printable, no
+    leading `/`, no `..` part."""
+    no_control(value)
+    if value.startswith("/") or ".." in PurePosixPath(value).parts:
+        raise ValueError("must be a relative path: no leading '/' and no '..' part")
+    return value
+
+
+def folder_name(value: str) -> str:
+    """`value`, if it can name one folder: no `/` or `\\`, not `.` or `..`."""
+    if "/" in value or "\\" in value or value in (".", ".."):
+        raise ValueError("a connector's name is its data folder's: no '/', '\\', '.' or '..'")
+    return value
+
+
 def check(key: str) -> str:
-    path = PurePosixPath(key)
-    if not key or path.is_absolute() or ".." in path.parts:
-        raise Invalid(f"not a file of this connector: {key!r}", field="files")
-    return key
+    """`key`, if it names a file inside the connector. Checked again where it is used: a
+    training recorded before the API refused such keys may still name one."""
+    try:
+        if key:
+            return relative_path(key)
+    except ValueError:
+        pass
+    raise Invalid(f"not a file of this connector: {key!r}", field="files")
 
 
 class S3Source(Source):
@@ -127,8 +151,12 @@ class S3Source(Source):
 
 
 class LocalSource(Source):
-    def __init__(self, root: Path) -> None:
+    """The files under `root`, a folder the client named `folder` (relative to the datasets
+    root): messages say `folder`, never where the datasets root is."""
+
+    def __init__(self, root: Path, folder: str = "") -> None:
         self.root = root
+        self.folder = folder or "."
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
@@ -136,9 +164,21 @@ class LocalSource(Source):
             raise NotFound(f"no file {key!r} in this connector")
         return path
 
+    async def _call(self, fn, *args):
+        try:
+            return await super()._call(fn, *args)
+        except ConnectorUnavailable as exc:
+            cause = exc.__cause__
+            if isinstance(cause, OSError):
+                reason = cause.strerror or type(cause).__name__
+                raise ConnectorUnavailable(
+                    f"the folder {self.folder!r} could not be read: {reason}"
+                ) from None
+            raise
+
     def _list(self, prefix: str, limit: int) -> list[FileInfo]:
         if not self.root.is_dir():
-            raise ConnectorUnavailable(f"the folder {str(self.root)!r} does not exist")
+            raise ConnectorUnavailable(f"the folder {self.folder!r} does not exist")
         found = []
         for path in sorted(self.root.rglob("*")):
             key = path.relative_to(self.root).as_posix()
@@ -159,11 +199,16 @@ class LocalSource(Source):
 
 
 def local_root(datasets: Path, folder: str) -> Path:
-    root = (datasets / folder).resolve()
-    if root != datasets and datasets not in root.parents:
-        raise Invalid(
-            f"a local connector's path must be a folder under {datasets}", field="local.path"
-        )
+    """The folder `folder` names under `datasets`, even through links; the message names
+    neither's absolute path."""
+    try:
+        root = (datasets / relative_path(folder)).resolve()
+    except ValueError:
+        root = None
+    if root is None or (root != datasets and datasets not in root.parents):
+        detail = f"a local connector's path is a folder under the datasets root; {folder!r} is not"
+        error = {"field": "local.path", "message": detail, "type": "value_error"}
+        raise Invalid(detail, field="local.path", errors=[error])
     return root
 
 
@@ -173,7 +218,8 @@ def open_source(
     if kind == "aws-s3":
         return S3Source(config, credentials)
     if kind == "local":
-        return LocalSource(local_root(datasets, config.get("path", "")))
+        folder = config.get("path", "")
+        return LocalSource(local_root(datasets, folder), folder)
     raise Invalid(f"unknown connector type {kind!r}", field="type")
 
 

@@ -6,14 +6,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from mlplane.names import Name, NameOrEmpty
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field
 
 from .bundles import Resources
+from .connectors import folder_name, relative_path
 
-Name = Annotated[str, Field(min_length=1, max_length=200)]
 Text = Annotated[str, Field(max_length=4000)]
 Url = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^https?://")]
 RuntimeUrl = Literal["local://", "kubernetes://"]
+RelativePath = Annotated[str, Field(max_length=1000), AfterValidator(relative_path)]
+"""A path inside a connector (or under the datasets root): no `..` part, no leading `/`."""
+FileKey = Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(relative_path)]
+ConnectorName = Annotated[Name, AfterValidator(folder_name)]
+"""A connector's name is also the folder its files are fetched into (`data/<name>/`)."""
 
 
 class Input(BaseModel):
@@ -37,8 +43,8 @@ class ConnectorTraining(Input):
     connector_id: Annotated[
         str, Field(validation_alias=AliasChoices("connector_id", "connector", "id"))
     ]
-    files: Annotated[list[str], Field(max_length=1000)] = []
-    prefix: str = ""
+    files: Annotated[list[FileKey], Field(max_length=1000)] = []
+    prefix: RelativePath = ""
 
 
 class TrainingCreate(Input):
@@ -182,11 +188,12 @@ class S3Config(Input):
 
 
 class LocalConfig(Input):
-    path: Annotated[str, Field(max_length=500)] = ""
+    path: Annotated[RelativePath, Field(max_length=500)] = ""
+    """A folder relative to the datasets root (`MLPLANE_TRAINING_DATA_ROOT`)."""
 
 
 class ConnectorCreate(Input):
-    name: Name
+    name: ConnectorName
     type: Literal["aws-s3", "local"]
     s3: S3Config | None = None
     local: LocalConfig | None = None
@@ -210,7 +217,7 @@ class ConnectorPublic(Output):
 
 
 class ScanRequest(Input):
-    files: Annotated[list[str], Field(max_length=1000)] = []
+    files: Annotated[list[FileKey], Field(max_length=1000)] = []
 
 
 class FilePublic(Output):
@@ -230,7 +237,7 @@ class ScanPublic(Output):
 class ClusterCreate(Input):
     manager_url: Url
     ingress_url: Url
-    name: Annotated[str, Field(max_length=200)] = ""
+    name: NameOrEmpty = ""
     token: Annotated[str | None, Field(max_length=8000)] = None
 
 

@@ -19,6 +19,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from mlplane.deps import ContextDep, KernelDep, PrincipalDep
 from mlplane.errors import NotFound
 from mlplane.http import PROBLEM_RESPONSES, ListPage, PageParams, list_page
+from mlplane.names import NameOrEmpty
 from starlette.background import BackgroundTask
 
 from . import models as m
@@ -87,7 +88,7 @@ async def create_job(
     principal: PrincipalDep,
     ctx: ContextDep,
     user: Annotated[str | None, Query(description="User owning the training job")] = None,
-    name: Annotated[str | None, Query(max_length=200)] = None,
+    name: Annotated[NameOrEmpty | None, Query()] = None,
     runtime: Annotated[m.RuntimeUrl | None, Query()] = None,
 ) -> m.TrainingPublic:
     """Create a training job from a source bundle (tar.gz or zip, raw body or form field `data`)."""

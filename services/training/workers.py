@@ -34,7 +34,7 @@ from mlplane.settings import Settings
 from . import commands as c
 from . import events as e
 from .bundles import fetch_parts
-from .connectors import open_source
+from .connectors import folder_name, open_source
 from .handlers import ACTIVE, CONNECTORS, QUEUED, TRAININGS, TrainingState, decide
 from .logs import LogWriter
 from .outputs import collect, read_metrics
@@ -407,8 +407,12 @@ class TrainingWorker:
             keys = ref.get("files") or [
                 f.key for f in await source.list(ref.get("prefix", ""), 1000)
             ]
+            try:
+                folder = dest / folder_name(connector.name)
+            except ValueError as exc:
+                raise ValueError(f"connector {connector.name!r}: {exc}") from None
             for key in keys:
-                await source.fetch(key, dest / connector.name / key)
+                await source.fetch(key, folder / key)
             await logs.line("build", f"fetched {len(keys)} file(s) from connector {connector.name}")
 
     async def install(self, state: TrainingState, job: JobSpec, logs: LogWriter) -> None:

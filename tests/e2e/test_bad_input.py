@@ -187,3 +187,33 @@ def test_a_user_of_the_admin_api_is_created_without_echoing_the_password(admin: 
     assert created.json()["password"] is None and created.json()["status"] == "ok"
     assert_problem(admin.post("/api/users", json={"name": "ivan", "password": "s3cret-pass"}), 409)
     assert_problem(admin.post("/api/users", json={"name": "jo", "password": "short"}), 422)
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "a\x1b[2Jb", "a\x07b"], ids=["NUL", "ESC", "BEL"])
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/spaces", {"description": ""}),
+        ("/api/v1/data-models", {"description": ""}),
+        ("/api/v1/connectors", {"type": "local", "local": {"path": "x"}}),
+        ("/api/v1/trainings", {"architecture": "linear"}),
+        ("/api/v1/users/me/tokens", {}),
+        ("/api/users", {"password": "long-enough"}),
+        ("/api/tritons", {"host": "127.0.0.1", "port": 9}),
+    ],
+    ids=["space", "data-model", "connector", "training", "token", "user", "server"],
+)
+def test_a_name_with_a_control_character_is_refused_everywhere(
+    admin: httpx.Client, space: str, path: str, body: dict, name: str
+):
+    answer = admin.post(path, json={**body, "name": name}, headers={"X-Space-ID": space})
+    problem = assert_problem(answer, 422)
+    assert [e["field"] for e in problem["errors"]] == ["name"]
+
+
+def test_a_local_connector_path_with_a_nul_is_refused_naming_the_field(
+    admin: httpx.Client, space: str
+):
+    body = {"name": "lp", "type": "local", "local": {"path": "pt/\x00x"}}
+    answer = admin.post("/api/v1/connectors", json=body, headers={"X-Space-ID": space})
+    assert [e["field"] for e in assert_problem(answer, 422)["errors"]] == ["local.path"]

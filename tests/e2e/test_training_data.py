@@ -173,3 +173,76 @@ def test_a_local_connector_reads_only_under_the_datasets_folder(training_platfor
         json={"name": "etc", "type": "local", "local": {"path": "../../../etc"}},
     )
     assert escape.status_code == 422
+
+
+def test_local_connector_messages_name_paths_as_given_never_the_servers_folders(
+    training_platform, admin, space
+):
+    datasets = training_platform.home / "datasets"
+    datasets.mkdir(parents=True, exist_ok=True)
+    link = datasets / "elsewhere"
+    if not link.is_symlink():
+        link.symlink_to(training_platform.home.parent)
+    headers = {"X-Space-ID": space}
+    for path in ("elsewhere", "elsewhere/x", "/etc", "../etc"):
+        refused = admin.post(
+            "/api/v1/connectors",
+            headers=headers,
+            json={"name": "out", "type": "local", "local": {"path": path}},
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["errors"][0]["field"] == "local.path"
+        assert str(training_platform.home.resolve()) not in refused.text
+        assert str(training_platform.home.parent.resolve()) not in refused.text
+    missing = admin.post(
+        "/api/v1/connectors",
+        headers=headers,
+        json={"name": "missing", "type": "local", "local": {"path": "not-there"}},
+    )
+    assert missing.status_code == 201 and missing.json()["status"] != "ready"
+    assert str(datasets.resolve()) not in missing.text
+
+
+@pytest.mark.parametrize(
+    ("connector", "field"),
+    [
+        ({"files": ["../../etc/passwd"]}, "connectors.0.files.0"),
+        ({"files": ["iris.csv", "/etc/passwd"]}, "connectors.0.files.1"),
+        ({"files": ["a/../../b"]}, "connectors.0.files.0"),
+        ({"prefix": "../"}, "connectors.0.prefix"),
+    ],
+    ids=["dot-dot", "absolute", "dot-dot-inside", "prefix"],
+)
+def test_a_training_naming_files_outside_its_connector_is_refused_at_create(
+    admin, space, connector, field
+):
+    headers = {"X-Space-ID": space}
+    created = admin.post(
+        "/api/v1/connectors",
+        headers=headers,
+        json={"name": "disk", "type": "local", "local": {"path": "team"}},
+    ).json()
+    refused = admin.post(
+        "/api/v1/trainings",
+        headers=headers,
+        json={
+            "name": "escape",
+            "architecture": "linear",
+            "connectors": [{"connector_id": created["id"], **connector}],
+        },
+    )
+    assert refused.status_code == 422, refused.text
+    assert [e["field"] for e in refused.json()["errors"]] == [field]
+    listed = admin.get("/api/v1/trainings", headers=headers).json()
+    assert listed["count"] == 0
+
+
+@pytest.mark.parametrize("name", ["../up", "a/b", "..", "."])
+def test_a_connector_name_that_is_not_one_folder_is_refused(admin, space, name):
+    refused = admin.post(
+        "/api/v1/connectors",
+        headers={"X-Space-ID": space},
+        json={"name": name, "type": "local", "local": {"path": "team"}},
+    )
+    assert refused.status_code == 422, refused.text
+    assert [e["field"] for e in refused.json()["errors"]] == ["name"]

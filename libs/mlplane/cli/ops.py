@@ -11,6 +11,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import UnknownEventType
 from ..eventlog import Context
@@ -135,7 +136,23 @@ def rebuild(name: str) -> None:
     from ..projections import rebuild as rebuild_projection
 
     async def work(kernel: Kernel) -> str:
-        return await rebuild_projection(_projection(kernel, name), kernel.log, kernel.docs)
+        projection = _projection(kernel, name)
+        head = await kernel.log.store.head_position()
+        with Progress(
+            TextColumn(f"rebuilding {name}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task(name, total=head)
+            return await rebuild_projection(
+                projection,
+                kernel.log,
+                kernel.docs,
+                progress=lambda position: bar.update(task, completed=min(position, head)),
+            )
 
     console.print(f"rebuilt {name} into {_or_stopped(work)}")
 
