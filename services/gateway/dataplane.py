@@ -323,15 +323,15 @@ def encode_outputs(response: dict[str, Any], every: bool, named: set[str]) -> tu
 
 
 @dataplane.get("/health/live")
-async def live() -> Response:
-    """The data plane is up."""
-    return Response(status_code=200)
+async def live() -> dict[str, bool]:
+    """The data plane is up (`{"live": true}`, as the Open Inference Protocol's JSON form)."""
+    return {"live": True}
 
 
 @dataplane.get("/health/ready")
-async def ready() -> Response:
-    """The data plane is ready to route."""
-    return Response(status_code=200)
+async def ready() -> dict[str, bool]:
+    """The data plane is ready to route (`{"ready": true}`)."""
+    return {"ready": True}
 
 
 @dataplane.get("")
