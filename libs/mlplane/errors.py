@@ -59,6 +59,17 @@ class Forbidden(MlplaneError):
     title = "Forbidden"
 
 
+class TooManyRequests(MlplaneError):
+    """Refused for now: the answer's Retry-After header says in how many seconds to try again."""
+
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail, retry_after=retry_after)
+        self.retry_after = retry_after
+
+
 class UnknownEventType(MlplaneError):
     title = "Unknown event type"
 

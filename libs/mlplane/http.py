@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.status import HTTP_500_INTERNAL_SERVER_ERROR
 
-from .errors import Invalid, MlplaneError
+from .errors import Invalid, MlplaneError, TooManyRequests
 from .keystore import ForgottenSubject
 from .readmodels import ReadModelStore
 from .readmodels.base import encode_cursor, matches
@@ -61,7 +61,10 @@ async def _mlplane_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status >= 500:
         log.error("%s: %s", type(exc).__name__, exc.detail)
     extra = {k: v for k, v in exc.extra.items() if isinstance(v, (str, int, float, bool, list))}
-    return problem(exc.status, exc.title, exc.detail, request=request, **extra)
+    response = problem(exc.status, exc.title, exc.detail, request=request, **extra)
+    if isinstance(exc, TooManyRequests):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def field_errors(errors: list[Any]) -> list[dict[str, str]]:

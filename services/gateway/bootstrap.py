@@ -43,7 +43,10 @@ def _projections():
 
 async def _wire(kernel: Kernel) -> None:
     from . import dataplane
+    from .settings import GatewaySettings
+    from .throttle import THROTTLE, LoginThrottle
 
+    kernel.extensions[THROTTLE] = LoginThrottle.from_settings(GatewaySettings())
     await ensure_admin(kernel, with_token=False)
     await dataplane.start(kernel, kernel.extensions[AUTHENTICATOR])
 

@@ -12,7 +12,7 @@ from mlplane import aggregates
 from mlplane.auth import check_password, hash_password, hash_token
 from mlplane.deps import ContextDep, KernelDep, OptionalPrincipalDep, PrincipalDep, request_context
 from mlplane.errors import Forbidden, NotFound, Unauthorized
-from mlplane.http import PROBLEM_RESPONSES, ListPage
+from mlplane.http import PROBLEM, PROBLEM_RESPONSES, ListPage
 from mlplane.kernel import Kernel
 
 from . import commands as c
@@ -23,8 +23,22 @@ from .handlers import SPACES, USERS, UserState, decide, user_id_for
 from .projections import READ_MODELS
 from .projections import SPACES as SPACE_DOCS
 from .projections import USERS as USER_DOCS
+from .throttle import THROTTLE, LoginThrottle
 
 users = APIRouter(prefix="/api/v1/users", tags=["users"], responses=PROBLEM_RESPONSES)
+
+THROTTLED = {
+    429: {
+        "description": "Too many failed logins for this account or from this address",
+        "content": {PROBLEM: {}},
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds to wait before the next attempt",
+                "schema": {"type": "integer"},
+            }
+        },
+    }
+}
 
 
 @cache
@@ -93,7 +107,12 @@ async def grant_permissions(
 async def accept_invite(
     body: m.InviteAccept, request: Request, kernel: KernelDep, caller: OptionalPrincipalDep
 ) -> m.InviteAccepted:
-    """Accept an invite; a new user gets their first API token in the answer."""
+    """Accept an invite; a new user gets their first API token in the answer.
+
+    Only the invitee accepts: signed out when the invite creates their account, with their own
+    token when the account exists. Another user's token is refused (403), so a signed-in user
+    can never be handed someone else's account.
+    """
     space_id, invite_id = parse_invite(body.token)
     space, _ = await aggregates.load(kernel.log, SPACES, space_id)
     accept = c.AcceptInvite(
@@ -105,8 +124,13 @@ async def accept_invite(
     decide(space, accept)  # refuse a wrong, used or expired invite before anything is written
     invite = space.invites[invite_id]
     ctx = request_context(request, actor=invite.user_id)
+    if caller is not None and caller.user_id != invite.user_id:
+        raise Forbidden(
+            "this invite is for another user: accept it signed out (no Authorization header), "
+            "or signed in as its invitee"
+        )
     user, _ = await aggregates.load(kernel.log, USERS, invite.user_id)
-    if user.live and (caller is None or caller.user_id != user.id):
+    if user.live and caller is None:
         raise Forbidden("this invite is for an existing user: accept it with their token")
     created = not user.live
     if created:
@@ -133,14 +157,21 @@ def parse_invite(token: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
-@users.post("/login", status_code=status.HTTP_201_CREATED)
+@users.post("/login", status_code=status.HTTP_201_CREATED, responses=THROTTLED)
 async def login(body: m.Login, request: Request, kernel: KernelDep) -> m.TokenIssuedPublic:
-    """Exchange a user's name and password (set through /api/users) for an API token."""
-    user, _ = await aggregates.load(kernel.log, USERS, user_id_for(body.name))
-    stored = user.password_hash if user.live else None
-    matched = await asyncio.to_thread(check_password, body.password, stored or dummy_password())
-    if not (stored and matched):
-        raise Unauthorized("wrong name or password")
+    """Exchange a user's name and password (set through /api/users) for an API token.
+
+    Failed logins are counted per account and per client address; past either limit the route
+    answers 429 with Retry-After, whatever the password (docs/gateway.md).
+    """
+    throttle: LoginThrottle = kernel.extensions[THROTTLE]
+    account, address = user_id_for(body.name), request.client.host if request.client else "-"
+    async with throttle.attempt(account, address):
+        user, _ = await aggregates.load(kernel.log, USERS, account)
+        stored = user.password_hash if user.live else None
+        matched = await asyncio.to_thread(check_password, body.password, stored or dummy_password())
+        if not (stored and matched):
+            raise Unauthorized("wrong name or password")
     ctx = request_context(request, actor=user.id)
     ttl = timedelta(seconds=body.ttl_seconds) if body.ttl_seconds else None
     secret, command = await issue_token(kernel, user.id, ctx, name="login", ttl=ttl)

@@ -217,3 +217,36 @@ def test_a_local_connector_path_with_a_nul_is_refused_naming_the_field(
     body = {"name": "lp", "type": "local", "local": {"path": "pt/\x00x"}}
     answer = admin.post("/api/v1/connectors", json=body, headers={"X-Space-ID": space})
     assert [e["field"] for e in assert_problem(answer, 422)["errors"]] == ["local.path"]
+
+
+def test_an_invite_is_refused_to_a_user_signed_in_as_someone_else(
+    embedded: Platform, admin: httpx.Client, space: str
+):
+    invited = admin.post(
+        f"/api/v1/spaces/{space}/invite", json={"emails": ["mia@example.com"], "roles": []}
+    )
+    token = invited.json()["invites"][0]["token"]
+    with join(embedded, admin, space, "ned@example.com") as ned:
+        problem = assert_problem(
+            ned.post("/api/v1/users/invites/accept", json={"token": token}), 403
+        )
+    assert "another user" in problem["detail"]
+    assert_problem(admin.post("/api/v1/users/invites/accept", json={"token": token}), 403)
+    with embedded.client() as anonymous:  # nothing was written: the invitee can still accept it
+        accepted = anonymous.post("/api/v1/users/invites/accept", json={"token": token})
+    assert accepted.status_code == 200 and accepted.json()["user"]["email"] == "mia@example.com"
+
+
+def test_an_existing_user_accepts_an_invite_with_their_own_token(
+    embedded: Platform, admin: httpx.Client
+):
+    first, second = new_space(admin, "own-first"), new_space(admin, "own-second")
+    with join(embedded, admin, first, "ola@example.com") as ola:
+        invited = admin.post(
+            f"/api/v1/spaces/{second}/invite", json={"emails": ["ola@example.com"], "roles": []}
+        )
+        token = invited.json()["invites"][0]["token"]
+        accepted = ola.post("/api/v1/users/invites/accept", json={"token": token})
+        assert accepted.status_code == 200, accepted.text
+        assert accepted.json()["token"] is None and accepted.json()["space_id"] == second
+        assert second in [s["id"] for s in ola.get("/api/v1/users/me").json()["spaces"]]
