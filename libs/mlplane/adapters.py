@@ -1,4 +1,5 @@
 """Adapters picked from URLs. The only place that knows which class serves which URL."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,7 +20,6 @@ def sqlite_path(url: str) -> str:
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     return path
-
 
 
 def mongo_database(url: str) -> Any:

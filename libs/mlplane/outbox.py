@@ -4,6 +4,7 @@ The event store is the outbox. The relay follows `read_all` from its checkpoint,
 batch (grouped by topic, stream order kept) and only then records the position. A process that
 dies between append and publish republishes on restart.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

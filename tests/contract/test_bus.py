@@ -3,6 +3,7 @@
 Each test publishes to topics carrying its own prefix and subscribes groups of its own, so
 tests share the broker but never each other's messages.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -12,7 +13,6 @@ from collections.abc import Callable
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-
 from mlplane.bus import Bus, RetryPolicy, dlq_topic
 from mlplane.bus.inproc import InProcessBus
 from mlplane.bus.kafka import KafkaBus
@@ -282,9 +282,7 @@ async def test_kafka_redelivers_what_a_stopped_consumer_had_not_finished(
 
 
 @pytest.mark.kafka
-async def test_kafka_stop_finishes_the_event_in_hand_and_commits_it(
-    kafka_bootstrap, topic, unique
-):
+async def test_kafka_stop_finishes_the_event_in_hand_and_commits_it(kafka_bootstrap, topic, unique):
     group = f"{unique}projector"
     events = [event("counter", v, v) for v in range(1, 41)]
     started, finished = Recorder(), Recorder()
@@ -347,5 +345,3 @@ async def test_kafka_consumer_keeps_going_when_dead_lettering_fails_for_a_while(
     assert len(refusals) == 2
     assert parked.ids == ["counter-1"]
     assert handled.ids == ["counter-2"]
-
-

@@ -14,6 +14,7 @@
 The tests import the event type, the projection and `expected_totals` from here too.
 Every process prints one line per milestone and flushes, so a test can wait on its output.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,6 @@ import signal
 import sys
 from collections.abc import Iterable
 
-from pydantic import BaseModel
-
 from mlplane import adapters
 from mlplane.bus import Bus
 from mlplane.bus.kafka import KafkaBus
@@ -33,6 +32,7 @@ from mlplane.events import Envelope, Event, EventRegistry, StoredEvent
 from mlplane.outbox import OutboxRelay
 from mlplane.projections import Projection, ProjectionRunner
 from mlplane.readmodels import Doc, ReadModelStore, Write
+from pydantic import BaseModel
 
 EVENT_TYPE = "CounterIncremented"
 
@@ -81,7 +81,9 @@ def expected_totals(count: int, streams: int) -> dict[str, dict[str, int]]:
     """What `CounterTotals` holds once events 0..count-1 of `append` are folded exactly once."""
     out: dict[str, dict[str, int]] = {}
     for i in range(count):
-        doc = out.setdefault(stream_of(i, streams), {"count": 0, "sum": 0, "last": 0, "out_of_order": 0})
+        doc = out.setdefault(
+            stream_of(i, streams), {"count": 0, "sum": 0, "last": 0, "out_of_order": 0}
+        )
         doc["count"] += 1
         doc["sum"] += amount(i)
         doc["last"] = doc["count"]
@@ -137,6 +139,7 @@ class Proc:
     async def wait_for(self, marker: str, timeout: float = 60.0) -> None:
         """Read the child's output until a line equals `marker`; fail if it exits first."""
         assert self.process and self.process.stdout
+
         async def read() -> None:
             while True:
                 line = await self.process.stdout.readline()
@@ -144,6 +147,7 @@ class Proc:
                     raise AssertionError(f"{self.args[2:]} exited before {marker!r}: {self.tail()}")
                 if line.decode().strip() == marker:
                     return
+
         await asyncio.wait_for(read(), timeout)
 
     async def exit_code(self, timeout: float = 60.0) -> int:
@@ -181,7 +185,9 @@ async def read_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> list[
     partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
     if not partitions:
         return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         consumer.assign(partitions)
@@ -284,7 +290,9 @@ async def cmd_consume(args: argparse.Namespace) -> None:
     docs = adapters.read_models(args.readmodels, args.prefix)
     projection = CounterTotals()
     options = {"group_instance_id": args.instance} if args.instance else {}  # static membership
-    bus = KafkaBus(args.bus.removeprefix("kafka://"), client_id="consume-proc", consumer_options=options)
+    bus = KafkaBus(
+        args.bus.removeprefix("kafka://"), client_id="consume-proc", consumer_options=options
+    )
 
     async def handle(row: StoredEvent) -> None:
         await fold_one(projection, docs, registry.decode(row))
@@ -314,7 +322,12 @@ def parse(argv: Iterable[str]) -> argparse.Namespace:
 
 def main() -> None:
     args = parse(sys.argv[1:])
-    command = {"append": cmd_append, "relay": cmd_relay, "project": cmd_project, "consume": cmd_consume}
+    command = {
+        "append": cmd_append,
+        "relay": cmd_relay,
+        "project": cmd_project,
+        "consume": cmd_consume,
+    }
     asyncio.run(command[args.command](args))
 
 

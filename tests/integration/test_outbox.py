@@ -4,13 +4,13 @@ Mostly real processes on real servers: the event store is SQLite or MongoDB (Fer
 Kafka. A process is SIGKILLed after appending and before relaying, or right after the relay
 published a batch and before it recorded its checkpoint; a fresh relay publishes everything.
 """
+
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
 
 import pytest
-
 from backbone_proc import Proc, append_counters, open_log, read_topic
 from mlplane import adapters
 from mlplane.bus.inproc import InProcessBus
@@ -50,9 +50,21 @@ async def stored_ids(url: str, prefix: str, topic: str) -> list[str]:
 
 
 def relay(url: str, prefix: str, topic: str, bootstrap: str, tmp_path, *extra: str) -> Proc:
-    return Proc("relay", "--events", url, "--prefix", prefix, "--topic", topic,
-                "--bus", f"kafka://{bootstrap}", "--batch-size", "50", *extra,
-                log_path=str(tmp_path / "relay.log"))
+    return Proc(
+        "relay",
+        "--events",
+        url,
+        "--prefix",
+        prefix,
+        "--topic",
+        topic,
+        "--bus",
+        f"kafka://{bootstrap}",
+        "--batch-size",
+        "50",
+        *extra,
+        log_path=str(tmp_path / "relay.log"),
+    )
 
 
 async def test_events_appended_by_a_process_killed_before_relaying_are_published_after_restart(
@@ -60,9 +72,20 @@ async def test_events_appended_by_a_process_killed_before_relaying_are_published
 ):
     topic = f"mlplane.{unique}counters"
     count = count_for(events_url)
-    writer = await Proc("append", "--events", events_url, "--prefix", unique, "--topic", topic,
-                        "--count", str(count), "--streams", "7",
-                        log_path=str(tmp_path / "append.log")).start()
+    writer = await Proc(
+        "append",
+        "--events",
+        events_url,
+        "--prefix",
+        unique,
+        "--topic",
+        topic,
+        "--count",
+        str(count),
+        "--streams",
+        "7",
+        log_path=str(tmp_path / "append.log"),
+    ).start()
     await writer.wait_for("appended")
     await writer.kill()
     appended = await stored_ids(events_url, unique, topic)
@@ -81,15 +104,27 @@ async def test_a_relay_killed_after_publishing_and_before_its_checkpoint_republi
 ):
     topic = f"mlplane.{unique}counters"
     count = count_for(events_url)
-    writer = await Proc("append", "--events", events_url, "--prefix", unique, "--topic", topic,
-                        "--count", str(count), "--streams", "7",
-                        log_path=str(tmp_path / "append.log")).start()
+    writer = await Proc(
+        "append",
+        "--events",
+        events_url,
+        "--prefix",
+        unique,
+        "--topic",
+        topic,
+        "--count",
+        str(count),
+        "--streams",
+        "7",
+        log_path=str(tmp_path / "append.log"),
+    ).start()
     await writer.wait_for("appended")
     await writer.kill()
     appended = await stored_ids(events_url, unique, topic)
 
-    dying = await relay(events_url, unique, topic, kafka_bootstrap, tmp_path,
-                        "--die-after-publishes", "2").start()
+    dying = await relay(
+        events_url, unique, topic, kafka_bootstrap, tmp_path, "--die-after-publishes", "2"
+    ).start()
     await dying.wait_for("dying after publish")
     assert await dying.exit_code() == -9
     restarted = await relay(events_url, unique, topic, kafka_bootstrap, tmp_path).start()
@@ -153,8 +188,15 @@ async def test_a_relay_whose_publish_fails_retries_and_keeps_its_checkpoint(sqli
 
     await bus.subscribe(f"{unique}watcher", [topic], handle)
     await append_counters(log, 30, streams=3)
-    relay = OutboxRelay(log.store, checkpoints, bus, log.registry,
-                        batch_size=10, poll_interval=0.01, wake=log.waker())
+    relay = OutboxRelay(
+        log.store,
+        checkpoints,
+        bus,
+        log.registry,
+        batch_size=10,
+        poll_interval=0.01,
+        wake=log.waker(),
+    )
     checkpoints_seen: list[int] = []
 
     async def step() -> int:

@@ -4,6 +4,7 @@ Delivery is at least once and in order per stream. A handler that raises is retr
 exponential backoff; after `max_attempts` the event is parked on `<topic>.dlq` with the reason
 in its metadata (`error`, `failed_group`) and the consumer moves on.
 """
+
 from __future__ import annotations
 
 import abc
@@ -106,11 +107,15 @@ class Bus(abc.ABC):
             except Exception as exc:  # noqa: BLE001 - every failure is retried, then parked
                 reason = f"{type(exc).__name__}: {exc}"
                 if attempt == self.retry.max_attempts:
-                    log.error("dead-lettering %s %s for %s: %s", event.type, event.id, group, reason)
+                    log.error(
+                        "dead-lettering %s %s for %s: %s", event.type, event.id, group, reason
+                    )
                     parked = event.replace(
                         meta={**event.meta, "error": reason, "failed_group": group}
                     )
                     await self.publish(dlq_topic(topic), [parked])
                     return
-                log.warning("handler %s failed on %s (attempt %d): %s", group, event.id, attempt, reason)
+                log.warning(
+                    "handler %s failed on %s (attempt %d): %s", group, event.id, attempt, reason
+                )
                 await asyncio.sleep(self.retry.delay(attempt))

@@ -4,6 +4,7 @@
 records its progress after publishing (the outbox relay) never loses an event to a crash.
 Nothing is retained: a group sees what is published after it subscribed.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,7 +31,9 @@ class InProcessBus(Bus):
     async def publish(self, topic: str, events: Sequence[StoredEvent]) -> None:
         for run in trace_runs(events):
             with publish_span(topic, run) as traced:
-                await asyncio.gather(*(self._run(group, topic, traced) for group in list(self._groups)))
+                await asyncio.gather(
+                    *(self._run(group, topic, traced) for group in list(self._groups))
+                )
 
     async def _run(self, group: str, topic: str, events: Sequence[StoredEvent]) -> None:
         handlers = [h for topics, h in self._groups[group] if topic in topics]

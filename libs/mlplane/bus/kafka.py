@@ -4,6 +4,7 @@ Message key = stream id (per-stream order within a partition), value = the event
 attributes in `ce_*` headers plus a W3C `traceparent` header, so any CloudEvents consumer can
 read the topics. A consumer commits a partition's offset only after its handler succeeded.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -217,12 +218,16 @@ class KafkaBus(Bus):
         self._subscriptions.append(sub)
 
 
-async def _wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str], timeout: float = 30.0) -> None:
+async def _wait_for_leaders(
+    admin: AIOKafkaAdminClient, topics: list[str], timeout: float = 30.0
+) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         described = await admin.describe_topics(topics)
         ready = all(
-            t["error_code"] == 0 and t["partitions"] and all(p["leader"] >= 0 for p in t["partitions"])
+            t["error_code"] == 0
+            and t["partitions"]
+            and all(p["leader"] >= 0 for p in t["partitions"])
             for t in described
         )
         if ready:
@@ -264,7 +269,7 @@ class _Subscription(ConsumerRebalanceListener):
                         raise result
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a consumer never dies of a failure; it retries
+            except Exception:  # a consumer never dies of a failure; it retries
                 log.exception("consumer group %s failed; retrying", self.group)
                 await asyncio.sleep(self.bus.retry.first_delay * 10)
 
