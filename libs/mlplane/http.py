@@ -12,6 +12,7 @@ cursor is derived from that item, so clients never handle opaque tokens), answer
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -106,7 +107,28 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
     response = problem(exc.status_code, title, str(exc.detail), request=request)
     response.headers.update(exc.headers or {})
+    if exc.status_code == 405:
+        response.headers["Allow"] = ", ".join(allowed_methods(request))
     return response
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the OpenAPI document gives this path (FastAPI makes one route per
+    operation, and the router's own answer names only the first route whose path matched)."""
+    paths = getattr(request.app.state, "allowed_methods", None)
+    if paths is None:
+        paths = request.app.state.allowed_methods = _path_methods(request.app.openapi())
+    path = request.url.path
+    methods = {m for pattern, ms in paths if pattern.fullmatch(path) for m in ms}
+    return sorted(methods | ({"HEAD"} if "GET" in methods else set()))
+
+
+def _path_methods(openapi: dict[str, Any]) -> list[tuple[re.Pattern[str], set[str]]]:
+    out = []
+    for template, operations in openapi.get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+        out.append((re.compile(pattern), {m.upper() for m in operations if m != "parameters"}))
+    return out
 
 
 async def _forgotten(request: Request, exc: Exception) -> JSONResponse:

@@ -21,3 +21,20 @@ def test_the_data_plane_health_routes_answer_json(admin: httpx.Client, path: str
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     assert response.json() == body
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/api/v1/spaces", "GET, HEAD, POST"),
+        ("PUT", "/api/v1/trainings/x", "DELETE, GET, HEAD, PATCH"),
+        ("POST", "/healthz", "GET, HEAD"),
+    ],
+)
+def test_a_405_names_every_method_the_path_takes(
+    admin: httpx.Client, method: str, path: str, allowed: str
+):
+    response = admin.request(method, path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allowed
+    assert response.headers["content-type"] == "application/problem+json"
