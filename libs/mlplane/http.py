@@ -158,10 +158,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": title, "content": {PROBLEM: {}}}
     for status, title in [
+        (400, "Body not parseable as its content type says"),
         (401, "Unauthorized"),
         (403, "Forbidden"),
         (404, "Not found"),
         (409, "Conflict"),
+        (413, "Request body too large"),
         (422, "Invalid request"),
     ]
 }

@@ -29,18 +29,17 @@ import struct
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib.metadata import version as package_version
 from typing import Any
 
 import aiohttp
 import numpy as np
 from fastapi import APIRouter, Request, Response
-from importlib.metadata import version as package_version
-
 from mlplane.auth import Principal
 from mlplane.bus import topic_name
 from mlplane.errors import MlplaneError, NotFound, Unauthorized
 from mlplane.events import new_id, registry
-from mlplane.http import PROBLEM, problem
+from mlplane.http import PROBLEM, PROBLEM_RESPONSES, problem
 from mlplane.kernel import Kernel
 
 log = logging.getLogger("mlplane.dataplane")
@@ -57,7 +56,9 @@ NUMPY_TYPES = {"BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32
                "UINT64": np.uint64, "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
                "FP16": np.float16, "FP32": np.float32, "FP64": np.float64}
 
-dataplane = APIRouter(prefix="/v2", tags=["inference (Open Inference Protocol)"])
+dataplane = APIRouter(
+    prefix="/v2", tags=["inference (Open Inference Protocol)"], responses=PROBLEM_RESPONSES
+)
 
 
 class Unavailable(MlplaneError):
@@ -487,7 +488,7 @@ async def _forward(this: DataPlane, route: Route, request: Request, body: bytes)
             content = await upstream.read()
             status = upstream.status
             upstream_length = upstream.headers.get(HEADER_LENGTH)
-    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         this.forget(route)
         raise Unavailable(f"the model server of endpoint {route.name!r} did not answer "
                           f"({type(exc).__name__})") from None

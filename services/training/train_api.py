@@ -18,7 +18,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import FileResponse, StreamingResponse
 from mlplane.deps import ContextDep, KernelDep, PrincipalDep
 from mlplane.errors import NotFound
-from mlplane.http import PROBLEM_RESPONSES, ListPage, PageParams, list_page
+from mlplane.http import PROBLEM, PROBLEM_RESPONSES, ListPage, PageParams, list_page
 from mlplane.names import NameOrEmpty
 from starlette.background import BackgroundTask
 
@@ -30,7 +30,14 @@ from .projections import CHECKPOINTS, PROVENANCE, TRAININGS
 from .unpack import BundleTooLarge, NotAnArchive
 from .views import create_training, kill, public_training, record_bundle, service, training_doc
 
-train = APIRouter(prefix="/train", tags=["train"], responses=PROBLEM_RESPONSES)
+train = APIRouter(
+    prefix="/train",
+    tags=["train"],
+    responses={
+        **PROBLEM_RESPONSES,
+        415: {"description": "Not a bundle archive", "content": {PROBLEM: {}}},
+    },
+)
 
 LOWER_IS_BETTER = ("loss", "error", "rmse", "mae", "mse")
 ARCHIVE_TYPES = (
