@@ -2,6 +2,7 @@
 
 With nothing set, everything is embedded under `MLPLANE_HOME` (default ./.mlplane).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,6 +37,11 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(32, ge=1, le=64)
     """JSON request bodies nested deeper are refused with 422 before any route reads them."""
 
+    egress_allow: str = ""
+    """Networks outbound calls to user-given URLs (webhooks, connector endpoints, cluster APIs)
+    may reach besides global addresses, comma-separated: `10.0.0.0/8,127.0.0.1/32`. Empty:
+    only global addresses (see `mlplane.egress`)."""
+
     @field_validator("bus_url")
     @classmethod
     def _known_bus(cls, value: str) -> str:
@@ -49,6 +55,24 @@ class Settings(BaseSettings):
         if value and not value.startswith(("sqlite://", "mongodb://")):
             raise ValueError("store URLs must start with sqlite:// or mongodb://")
         return value
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        from .egress import parse_networks
+
+        try:
+            parse_networks(value)
+        except ValueError as exc:
+            raise ValueError(f"MLPLANE_EGRESS_ALLOW: {exc}") from None
+        return value
+
+    @property
+    def egress(self):
+        """The outbound-address policy (`mlplane.egress.Egress`) these settings allow."""
+        from .egress import Egress
+
+        return Egress.from_setting(self.egress_allow)
 
     @property
     def events_url(self) -> str:

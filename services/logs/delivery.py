@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 from mlplane import aggregates
 from mlplane.deps import in_space
+from mlplane.egress import BlockedAddress
 from mlplane.errors import UnknownEventType
 from mlplane.eventlog import Context
 from mlplane.events import Envelope, StoredEvent
@@ -42,7 +43,6 @@ from . import commands as c
 from .events import WEBHOOKS, WebhookRedeliveryRequested
 from .handlers import SUBSCRIPTIONS, decide
 from .models import POSITION_MAX
-from .netguard import BlockedAddress, resolve
 from .projections import SUBSCRIPTIONS as SUBSCRIPTION_DOCS
 from .settings import LogsSettings
 from .signing import sign
@@ -182,7 +182,6 @@ class Cursor:
         for attempt in range(1, attempts + 1):
             url = self.doc["url"]
             try:
-                await resolve(url, self.settings.webhook_allow_private)
                 body, headers = webhook_request(env, self.secret, int(time.time()))
                 response = await self.dispatcher.client.post(url, content=body, headers=headers)
                 if 200 <= response.status_code < 300:
@@ -244,7 +243,10 @@ class Dispatcher:
     async def run(self) -> None:
         register_all_events()
         timeout = httpx.Timeout(self.settings.webhook_timeout_s)
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as self.client:
+        transport = self.kernel.settings.egress.async_transport()
+        async with httpx.AsyncClient(
+            timeout=timeout, follow_redirects=False, transport=transport
+        ) as self.client:
             try:
                 while not self._stopping.is_set():
                     try:

@@ -26,9 +26,6 @@ class LogsSettings(BaseSettings):
     """How soon the partitions of an ingest that died go to another one (Kafka session)."""
     ingest_batch: int = Field(default=20_000, ge=1)
     """Most logs fetched and written in one batch (two batches are held at once: about 40 MB)."""
-    webhook_allow_private: bool = False
-    """Allow webhook URLs on loopback, link-local and private addresses (an administrator's
-    choice: off, a subscription cannot make the platform call into its own network)."""
     webhook_attempts: int = Field(default=8, ge=1)
     """Delivery attempts before an event is dead-lettered."""
     webhook_backoff_s: float = Field(default=1.0, gt=0)

@@ -33,7 +33,6 @@ from . import models as m
 from .api import SPACE_HEADER, SpaceDep
 from .delivery import checkpoint
 from .handlers import INBOUND, SUBSCRIPTIONS, decide, entity
-from .netguard import BlockedAddress, check_url, resolve
 from .projections import DEAD_LETTERS
 from .projections import SUBSCRIPTIONS as SUBSCRIPTION_DOCS
 from .settings import SETTINGS, LogsSettings
@@ -150,12 +149,8 @@ async def write(kernel: Kernel, command: c.Command, ctx: Context, space: str):
 
 
 async def check_destination(kernel: Kernel, url: str) -> str:
-    check_url(url)
-    try:
-        await resolve(url, settings_of(kernel).webhook_allow_private)
-    except BlockedAddress as exc:
-        raise Invalid(f"{exc}; webhooks go to public addresses only", field="url") from None
-    return url
+    """A webhook URL's shape and every address of its host (see `mlplane.egress`), or 422."""
+    return await kernel.settings.egress.check_destination(url, "url", "a webhook URL")
 
 
 async def position_at(store: EventStore, moment: datetime) -> int:

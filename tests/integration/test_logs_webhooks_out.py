@@ -1,6 +1,10 @@
 """Webhooks out, to a real HTTP server on this machine: every delivery arrives once, in stream
 order and signed, across a receiver outage; what exhausts its retries is dead-lettered and can be
-redelivered; a subscription can start in the past; private addresses need an administrator."""
+redelivered; a subscription can start in the past; private addresses need an administrator, at
+registration and again when each delivery connects.
+
+The receiver listens on 127.0.0.1, so the tests that deliver allow loopback (MLPLANE_EGRESS_ALLOW)
+explicitly; by default it is refused."""
 
 from __future__ import annotations
 
@@ -17,8 +21,8 @@ from services.logs.events import WebhookSubscribed
 from services.logs.projections import SUBSCRIPTIONS as SUBSCRIPTION_DOCS
 from services.logs.signing import verify
 
+LOOPBACK = "127.0.0.1/32"
 FAST_RETRIES = {
-    "webhook_allow_private": "true",
     "webhook_attempts": "6",
     "webhook_backoff_s": "0.05",
     "webhook_backoff_max_s": "0.8",
@@ -58,6 +62,7 @@ async def until(check, timeout: float = 15.0) -> None:
 
 @pytest.fixture
 async def running(tmp_path, monkeypatch) -> AsyncIterator[Platform]:
+    monkeypatch.setenv("MLPLANE_EGRESS_ALLOW", LOOPBACK)
     async with platform(tmp_path, monkeypatch, **FAST_RETRIES) as p:
         yield p
 
@@ -168,27 +173,82 @@ async def test_a_subscription_can_start_in_the_past(running: Platform, receiver:
     assert [r.data["seq"] for r in receiver.received] == [0, 1, 2]
 
 
+REFUSED = (
+    "http://127.0.0.1:9/hook",
+    "http://10.1.2.3/hook",
+    "http://169.254.169.254/latest",
+    "http://100.100.100.200/latest/meta-data/",
+    "http://100.64.0.1/",
+    "http://[2002:a9fe:a9fe::]/",
+    "http://[2002:a00:1::]/",
+    "http://[fec0::1]/",
+    "http://[64:ff9b::a9fe:a9fe]/",
+    "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",
+    "http://[::1]/hook",
+    "http://[::ffff:127.0.0.1]/",
+    "http://2130706433/",
+    "http://0x7f000001/",
+    "http://0177.0.0.1/",
+    "http://localhost/hook",
+    "ftp://example.com/x",
+    "http://u:p@example.com/",
+)
+
+
 async def test_private_addresses_need_an_administrator(tmp_path, monkeypatch):
-    async with platform(tmp_path, monkeypatch, webhook_allow_private="false") as p:
+    monkeypatch.delenv("MLPLANE_EGRESS_ALLOW", raising=False)
+    async with platform(tmp_path, monkeypatch) as p:
         space = await p.new_space()
-        for url in (
-            "http://127.0.0.1:9/hook",
-            "http://10.1.2.3/hook",
-            "http://169.254.169.254/latest",
-            "http://[::1]/hook",
-            "http://localhost/hook",
-            "ftp://example.com/x",
-            "http://u:p@example.com/",
-        ):
+        headers = {"X-Space-ID": space}
+        for url in REFUSED:
             response = await p.client.post(
-                "/api/v1/webhooks/subscriptions", headers={"X-Space-ID": space}, json={"url": url}
+                "/api/v1/webhooks/subscriptions", headers=headers, json={"url": url}
             )
             assert response.status_code == 422, (url, response.text)
+
+        monkeypatch.setattr(p.kernel.settings, "egress_allow", LOOPBACK)
+        sub = await subscribe(p, space, "http://127.0.0.1:9/hook")
+        monkeypatch.setattr(p.kernel.settings, "egress_allow", "")
+        for url in REFUSED:
+            response = await p.client.patch(
+                f"/api/v1/webhooks/subscriptions/{sub['id']}", headers=headers, json={"url": url}
+            )
+            assert response.status_code == 422, (url, response.text)
+
+
+async def test_a_delivery_to_a_name_re_pointed_at_a_private_address_is_refused(
+    tmp_path, monkeypatch, receiver: Receiver
+):
+    """DNS rebinding: the name was public when the subscription was made, loopback since."""
+    monkeypatch.delenv("MLPLANE_EGRESS_ALLOW", raising=False)
+    receiver.up()
+    answers = {"hooks.example": "93.184.215.14"}
+    real = asyncio.BaseEventLoop.getaddrinfo
+
+    async def getaddrinfo(self, host, port, *args, **kwargs):
+        return await real(self, answers.get(host, host), port, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", getaddrinfo)
+    async with platform(tmp_path, monkeypatch, webhook_attempts="1") as p:
+        space = await p.new_space("hooks")
+        sub = await subscribe(p, space, f"http://hooks.example:{receiver.port}/hooks")
+        answers["hooks.example"] = "127.0.0.1"
+        await record(p, space, "probe:1", 0)
+        url = f"/api/v1/webhooks/subscriptions/{sub['id']}/dead-letters"
+
+        async def dead() -> bool:
+            found = await p.client.get(url, headers={"X-Space-ID": space})
+            return found.json()["count"] == 1
+
+        await until(dead)
+        [letter] = (await p.client.get(url, headers={"X-Space-ID": space})).json()["data"]
+    assert receiver.received == [] and "BlockedAddress" in letter["error"]
 
 
 async def test_a_subscription_resumes_where_it_stopped_after_a_restart(
     tmp_path, monkeypatch, receiver: Receiver
 ):
+    monkeypatch.setenv("MLPLANE_EGRESS_ALLOW", LOOPBACK)
     receiver.up()
     async with platform(tmp_path, monkeypatch, **FAST_RETRIES) as first:
         space = await first.new_space("hooks")
