@@ -20,7 +20,7 @@ from mlplane.deps import (
     in_space,
     permitted,
 )
-from mlplane.errors import NotFound
+from mlplane.errors import Conflict, NotFound
 from mlplane.eventlog import Context
 from mlplane.events import new_id
 from mlplane.http import PROBLEM_RESPONSES, ListPage, PageParams, list_page
@@ -59,12 +59,13 @@ async def visible_space(
     space_id: str,
     *,
     owner: bool = False,
-    deleted: bool = False,
+    deleted: bool | None = False,
 ) -> dict:
-    """The space's document if the caller may see it (and act as owner, when asked)."""
+    """The space's document if the caller may see it (and act as owner, when asked), deleted
+    or live as asked (`deleted=None`: either)."""
     principal.require(space_id, owner=owner)
     doc = await kernel.docs.get(SPACE_DOCS, space_id)
-    if doc is None or doc["deleted"] != deleted:
+    if doc is None or deleted is not None and doc["deleted"] != deleted:
         raise NotFound(f"space {space_id!r} not found")
     return doc
 
@@ -133,7 +134,8 @@ async def restore_space(
     id: str, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep
 ) -> m.SpaceRef:
     """Restore a deleted space (owners)."""
-    await visible_space(kernel, principal, id, owner=True, deleted=True)
+    if not (await visible_space(kernel, principal, id, owner=True, deleted=None))["deleted"]:
+        raise Conflict(f"space {id!r} is not deleted; only a deleted space can be restored")
     await write_space(kernel, c.RestoreSpace(space_id=id), ctx)
     return m.SpaceRef(id=id)
 

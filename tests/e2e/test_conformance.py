@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from launcher import Platform
+from launcher import Platform, new_space
 
 
 @pytest.fixture(scope="module")
@@ -38,3 +38,12 @@ def test_a_405_names_every_method_the_path_takes(
     assert response.status_code == 405
     assert response.headers["allow"] == allowed
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_restoring_a_live_space_is_a_conflict_not_a_404(admin: httpx.Client):
+    space = new_space(admin, "alive")
+    response = admin.post(f"/api/v1/spaces/{space}/restore")
+    assert response.status_code == 409, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "not deleted" in response.json()["detail"]
+    assert admin.post("/api/v1/spaces/no-such-space/restore").status_code == 404
