@@ -122,7 +122,15 @@ class KubernetesEndpoints:
         cluster = await self.clusters(space_id)
         if cluster is None or not cluster.live:
             raise RuntimeError("this space has no cluster registered (POST /api/v1/clusters)")
-        return api_client(cluster.manager_url, cluster.token)
+        from mlplane.egress import InsecureTransport, require_tls_for_secret
+
+        try:  # the token goes over https only, unless an administrator allowed this cluster
+            require_tls_for_secret(cluster.manager_url, cluster.token, cluster.allow_insecure_http)
+        except InsecureTransport as exc:
+            raise RuntimeError(str(exc)) from None
+        api = api_client(cluster.manager_url, cluster.token)
+        self.worker.kernel.settings.egress.guard_pool_manager(api.rest_client.pool_manager)
+        return api
 
     async def _key(self, state) -> str:
         from services.triton_manager.handlers import MODELS

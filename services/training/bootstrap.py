@@ -42,6 +42,7 @@ async def _wire(kernel: Kernel) -> None:
 async def _on_start(kernel: Kernel) -> None:
     from .handlers import CLUSTERS
     from .kube import KubernetesRuntime
+    from .refresh import StatusRefresher
     from .runtime import LocalRuntime
     from .views import SETTINGS, STORE
     from .workers import TrainingWorker
@@ -63,11 +64,15 @@ async def _on_start(kernel: Kernel) -> None:
             spec_of,
             namespace=settings.namespace,
             artifacts_url=kernel.settings.artifacts,
+            egress=kernel.settings.egress,
             poll_s=settings.poll_s,
         ),
     }
     worker = TrainingWorker(kernel, kernel.settings, settings, store, runtimes)
     await worker.start()
+    if settings.status_refresh_s:
+        refresher = StatusRefresher(kernel, settings)
+        kernel.spawn("training-status-refresh", refresher.run(), refresher)
 
 
 SERVICE = Service(

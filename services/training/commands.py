@@ -136,6 +136,11 @@ class CreateConnector(Command):
     status: str = "ready"
 
 
+class RecordConnectorStatus(Command):
+    connector_id: str
+    status: str
+
+
 class RecordScan(Command):
     connector_id: str
     files: list[dict[str, Any]]
@@ -152,6 +157,7 @@ class RegisterCluster(Command):
     manager_url: str
     ingress_url: str
     token: str | None = None
+    allow_insecure_http: bool = False
 
 
 class UpdateCluster(Command):
@@ -159,6 +165,14 @@ class UpdateCluster(Command):
     manager_url: str | None = None
     ingress_url: str | None = None
     token: str | None = None
+    allow_insecure_http: bool | None = None
+
+
+class RecordClusterStatus(Command):
+    space_id: str
+    status: str
+    nodes: list[dict[str, Any]] = []
+    resources: dict[str, Any] = {}
 
 
 class DeleteCluster(Command):

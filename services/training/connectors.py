@@ -4,6 +4,13 @@ Both answer the same three questions (list files, read the head of one, fetch on
 scanning and fetching training data never care which kind they talk to. Blocking clients run in
 worker threads. A local connector may only name a folder under the platform's datasets root.
 
+An S3 connector's endpoint is checked against the platform's outbound-address policy
+(`mlplane.egress`) when the connector is created, and every connection its client opens is
+checked again (the resolved address, just before connecting). A connector without credentials
+reads anonymously, never with the platform's own AWS identity. A failed call is told in words
+of the platform's own (`unreachable`, `refused by the endpoint`, `credentials rejected`, ...),
+never with the storage's answer, which only the platform's log records.
+
 Paths come from clients: each is checked as given (`relative_path`) before it is used, and
 messages name a path as the client gave it, never the server's folders.
 """
@@ -14,21 +21,39 @@ import abc
 import asyncio
 import csv
 import io
+import logging
 import shutil
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from mlplane.egress import Egress, blocked_cause
 from mlplane.errors import Invalid, MlplaneError, NotFound
 from mlplane.names import no_control
 
 HEAD_BYTES = 64 << 10
+log = logging.getLogger("mlplane.training.connectors")
+
+READY = "ready"
+UNREACHABLE = "unreachable"
+REFUSED = "refused by the endpoint"
+CREDENTIALS_REJECTED = "credentials rejected"
+BLOCKED = "not allowed: its address is outside the networks the platform may call"
+CREDENTIAL_ERRORS = frozenset(
+    {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"}
+)
 
 
 class ConnectorUnavailable(MlplaneError):
+    """The storage could not be used; `reason` is one of the status words above."""
+
     status = 502
     title = "Connector unavailable"
+
+    def __init__(self, detail: str = "", reason: str = UNREACHABLE) -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -59,15 +84,28 @@ class Source(abc.ABC):
         await self._call(self._fetch, check(key), dest)
         return dest
 
+    def _failure(self, exc: Exception) -> str:
+        """The status word for a failed call (the exception itself is only logged)."""
+        return UNREACHABLE
+
     async def _call(self, fn, *args):
         try:
             return await asyncio.to_thread(fn, *args)
         except MlplaneError:
             raise
         except Exception as exc:
-            raise ConnectorUnavailable(
-                f"the connector's storage answered: {type(exc).__name__}: {exc}"
-            ) from exc
+            reason = self._failure(exc)
+            log.info("connector storage call failed (%s): %r", reason, exc)
+            raise ConnectorUnavailable(f"the connector's storage is {reason}", reason) from exc
+
+
+async def probe(source: Source) -> str:
+    """A connector's status: `ready` if its storage lists a file, else why not, in our words."""
+    try:
+        await source.list("", 1)
+    except ConnectorUnavailable as exc:
+        return exc.reason
+    return READY
 
 
 def relative_path(value: str) -> str:
@@ -98,18 +136,36 @@ def check(key: str) -> str:
 
 
 class S3Source(Source):
-    def __init__(self, config: dict[str, Any], credentials: dict[str, str] | None) -> None:
+    def __init__(
+        self, config: dict[str, Any], credentials: dict[str, str] | None, egress: Egress
+    ) -> None:
+        from botocore.handlers import disable_signing
         from mlplane.artifacts.s3 import s3_client
 
         creds = credentials or {}
         self.bucket = config["bucket"]
         self.prefix = (config.get("prefix") or "").strip("/")
-        self.client = s3_client(
+        client = s3_client(
             config.get("endpoint_url"),
             config.get("region"),
             creds.get("access_key_id"),
             creds.get("secret_access_key"),
         )
+        if not (creds.get("access_key_id") and creds.get("secret_access_key")):
+            client.meta.events.register("choose-signer.s3", disable_signing)
+        self.client = egress.guard_boto3_client(client)
+
+    def _failure(self, exc: Exception) -> str:
+        from botocore.exceptions import ClientError
+
+        if blocked_cause(exc) is not None:
+            return BLOCKED
+        if isinstance(exc, ClientError):
+            code = exc.response.get("Error", {}).get("Code", "")
+            http = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            rejected = http in (401, 403) or code in CREDENTIAL_ERRORS
+            return CREDENTIALS_REJECTED if rejected else REFUSED
+        return UNREACHABLE
 
     def _full(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -213,10 +269,15 @@ def local_root(datasets: Path, folder: str) -> Path:
 
 
 def open_source(
-    kind: str, config: dict[str, Any], credentials: dict[str, str] | None, datasets: Path
+    kind: str,
+    config: dict[str, Any],
+    credentials: dict[str, str] | None,
+    datasets: Path,
+    *,
+    egress: Egress,
 ) -> Source:
     if kind == "aws-s3":
-        return S3Source(config, credentials)
+        return S3Source(config, credentials, egress)
     if kind == "local":
         folder = config.get("path", "")
         return LocalSource(local_root(datasets, folder), folder)

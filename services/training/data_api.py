@@ -3,6 +3,12 @@
 Connector credentials and cluster tokens are accepted, stored encrypted in the event log (as
 personal fields of their own subject) and never answered; deleting a connector or a cluster
 destroys its key, so the secret is unreadable from then on, in replays too.
+
+The URLs the platform will call (an S3 connector's endpoint, a cluster's manager URL) are checked
+against the outbound-address policy when they are given (422 if their host is, or resolves to,
+an address outside it; see `mlplane.egress`), and again by each connection. A status is probed
+when a connector or cluster is created or changed, and refreshed by a worker (`refresh`);
+reading one calls nothing.
 """
 
 from __future__ import annotations
@@ -11,18 +17,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 from mlplane import aggregates
+from mlplane.auth import Principal
 from mlplane.deps import ContextDep, KernelDep, PrincipalDep, permitted
 from mlplane.events import new_id
 from mlplane.http import PROBLEM_RESPONSES, ListPage, PageParams, list_page
 
 from . import commands as c
 from . import models as m
-from .connectors import ConnectorUnavailable, file_dicts, open_source, scan
+from .connectors import file_dicts, open_source, probe, scan
 from .handlers import CLUSTERS, CONNECTORS, DATA_MODELS
-from .kube import cluster_status
 from .projections import CLUSTERS as CLUSTER_DOCS
 from .projections import CONNECTORS as CONNECTOR_DOCS
 from .projections import DATA_MODELS as DATA_MODEL_DOCS
+from .refresh import refresh_cluster
 from .views import not_found, service, space_of, write
 
 data_models = APIRouter(
@@ -146,15 +153,19 @@ async def create_connector(
     """Create a connector (`aws-s3` with an `s3` config, or `local` with a folder); its
     storage is reached once to set its status."""
     config, credentials = split_config(body)
+    egress = kernel.settings.egress
+    if config.get("endpoint_url"):
+        await egress.check_destination(
+            config["endpoint_url"], "s3.endpoint_url", "the connector's S3 endpoint"
+        )
     training = service(kernel)
     source = open_source(
-        body.type, config, credentials, training.settings.datasets(kernel.settings.home)
+        body.type,
+        config,
+        credentials,
+        training.settings.datasets(kernel.settings.home),
+        egress=egress,
     )
-    try:
-        await source.list("", 1)
-        reachable = "ready"
-    except ConnectorUnavailable as exc:
-        reachable = f"unreachable: {exc.detail[:300]}"
     command = c.CreateConnector(
         connector_id=new_id(),
         space_id=space,
@@ -162,7 +173,7 @@ async def create_connector(
         type=body.type,
         config=config,
         credentials=credentials,
-        status=reachable,
+        status=await probe(source),
     )
     await write(kernel, CONNECTORS, command.connector_id, command, ctx, space)
     return public_connector(
@@ -192,6 +203,7 @@ async def connector_source(kernel, space: str, connector_id: str):
         state.config,
         state.credentials,
         training.settings.datasets(kernel.settings.home),
+        egress=kernel.settings.egress,
     )
 
 
@@ -258,21 +270,37 @@ async def cluster_doc(kernel, space: str) -> dict:
     return doc
 
 
+def insecure_http_by_admin(principal: Principal, allow_insecure_http: bool | None) -> None:
+    """Only a platform administrator lets a cluster's token travel over plain http."""
+    if allow_insecure_http:
+        principal.require_admin()
+
+
+async def check_manager_url(kernel, url: str | None) -> None:
+    if url is not None:
+        await kernel.settings.egress.check_destination(
+            url, "manager_url", "the cluster's manager URL"
+        )
+
+
+async def probed(kernel, space: str) -> m.ClusterPublic:
+    """Probe the cluster just written and answer it, with the status that probe recorded."""
+    await refresh_cluster(kernel, space)
+    await kernel.catch_up(CLUSTER_DOCS)
+    return m.ClusterPublic.model_validate(await cluster_doc(kernel, space))
+
+
 @clusters.get("")
 async def get_cluster(
     request: Request, kernel: KernelDep, principal: PrincipalDep
 ) -> m.ClusterStatus:
-    """The space's cluster, with its nodes and resources as its API reports them."""
+    """The space's cluster, with its nodes and resources as its last probe found them."""
     space = space_of(request, principal)
-    doc = await cluster_doc(kernel, space)
-    state, _ = await aggregates.load(kernel.log, CLUSTERS, space)
-    live = await cluster_status(state.manager_url, state.token)
+    doc = {"status": "unknown", "nodes": [], "resources": {}, **await cluster_doc(kernel, space)}
     return m.ClusterStatus.model_validate(
         {
             **doc,
-            "nodes": live["nodes"],
-            "resources": live["resources"],
-            "inference": {"manager_url": doc["manager_url"], "status": live["status"]},
+            "inference": {"manager_url": doc["manager_url"], "status": doc["status"]},
             "ingress": {"url": doc["ingress_url"]},
         }
     )
@@ -283,12 +311,15 @@ async def create_cluster(
     body: m.ClusterCreate,
     space: Annotated[str, permitted(owner=True)],
     kernel: KernelDep,
+    principal: PrincipalDep,
     ctx: ContextDep,
 ) -> m.ClusterPublic:
     """Register the space's cluster (owners); the token is stored encrypted, never returned."""
+    insecure_http_by_admin(principal, body.allow_insecure_http)
+    await check_manager_url(kernel, body.manager_url)
     command = c.RegisterCluster(space_id=space, cluster_id=new_id(), **body.model_dump())
     await write(kernel, CLUSTERS, space, command, ctx, space)
-    return m.ClusterPublic.model_validate(await cluster_doc(kernel, space))
+    return await probed(kernel, space)
 
 
 @clusters.patch("")
@@ -299,13 +330,17 @@ async def update_cluster(
     principal: PrincipalDep,
     ctx: ContextDep,
 ) -> m.ClusterPublic:
-    """Change the space's cluster URLs or token (owners)."""
+    """Change the space's cluster URLs or token (owners); a new manager URL withdraws an
+    administrator's leave for plain http unless an administrator gives it."""
     space = space_of(request, principal)
     principal.require(space, owner=True)
-    await write(
-        kernel, CLUSTERS, space, c.UpdateCluster(space_id=space, **body.model_dump()), ctx, space
-    )
-    return m.ClusterPublic.model_validate(await cluster_doc(kernel, space))
+    insecure_http_by_admin(principal, body.allow_insecure_http)
+    await check_manager_url(kernel, body.manager_url)
+    changes = body.model_dump()
+    if body.manager_url is not None and not principal.admin:
+        changes["allow_insecure_http"] = False
+    await write(kernel, CLUSTERS, space, c.UpdateCluster(space_id=space, **changes), ctx, space)
+    return await probed(kernel, space)
 
 
 @clusters.delete("")

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlplane.events import Event, registry
+from pydantic import Field
 
 TOPIC = "training"
 
@@ -192,6 +193,14 @@ class ConnectorCreated(Event):
     status: str = "ready"
 
 
+@_event("ConnectorStatusChanged")
+class ConnectorStatusChanged(Event):
+    """A re-probe of the connector's storage found it in another state (see `refresh`)."""
+
+    connector_id: str
+    status: str
+
+
 @_event("ConnectorScanned")
 class ConnectorScanned(Event):
     connector_id: str
@@ -214,6 +223,8 @@ class ClusterRegistered(Event):
     manager_url: str
     ingress_url: str
     token: str | None = None
+    allow_insecure_http: bool = False
+    """Set by an administrator: the token may be sent to an http:// manager URL."""
 
 
 @_event("ClusterUpdated", personal=("token",), subject_field="cluster_id")
@@ -223,6 +234,19 @@ class ClusterUpdated(Event):
     manager_url: str | None = None
     ingress_url: str | None = None
     token: str | None = None
+    allow_insecure_http: bool | None = None
+
+
+@_event("ClusterStatusChanged")
+class ClusterStatusChanged(Event):
+    """A probe of the cluster's API (after a change, then on a timer) found it in another state:
+    a status word, never the cluster's own answer, and its nodes when it answered."""
+
+    space_id: str
+    cluster_id: str
+    status: str
+    nodes: list[dict[str, Any]] = Field(default_factory=list)
+    resources: dict[str, Any] = Field(default_factory=dict)
 
 
 @_event("ClusterDeleted")

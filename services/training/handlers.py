@@ -12,8 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 from mlplane.aggregates import Aggregate, State, stamp
-from mlplane.errors import Conflict, MlplaneError, NotFound
+from mlplane.egress import InsecureTransport, require_tls_for_secret
+from mlplane.errors import Conflict, Invalid, MlplaneError, NotFound
 from mlplane.events import Envelope, Event
+from pydantic import Field
 
 from . import commands as c
 from . import events as e
@@ -32,8 +34,6 @@ class JobNotRunning(MlplaneError):
 def job_not_found(training_id: str) -> NotFound:
     message = f"There is no job with id: {training_id}"
     return NotFound(message, error_code="JOB_NOT_FOUND", message=message)
-
-
 
 
 # ---------------------------------------------------------------- trainings
@@ -378,6 +378,8 @@ def evolve_connector(state: ConnectorState, env: Envelope) -> ConnectorState:
                 created_by=env.actor or "",
                 updated_at=at,
             )
+        case e.ConnectorStatusChanged(status=status):
+            return state.model_copy(update={"status": status, "updated_at": at})
         case e.ConnectorScanned(files=files):
             return state.model_copy(update={"files": files, "scanned_at": at, "updated_at": at})
         case e.ConnectorDeleted():
@@ -389,6 +391,14 @@ def create_connector(state: ConnectorState, cmd: c.CreateConnector) -> list[Even
     if state.id:
         raise Conflict(f"connector {cmd.connector_id!r} already exists")
     return [e.ConnectorCreated(**cmd.model_dump())]
+
+
+def record_connector_status(state: ConnectorState, cmd: c.RecordConnectorStatus) -> list[Event]:
+    """A re-probe's finding; nothing when it is what the connector already says, or when the
+    connector was deleted meanwhile (a late probe changes nothing)."""
+    if not state.live or cmd.status == state.status:
+        return []
+    return [e.ConnectorStatusChanged(connector_id=state.id, status=cmd.status)]
 
 
 def record_scan(state: ConnectorState, cmd: c.RecordScan) -> list[Event]:
@@ -413,6 +423,12 @@ class ClusterState(State):
     manager_url: str = ""
     ingress_url: str = ""
     token: str | None = None
+    allow_insecure_http: bool = False
+    status: str = "unknown"
+    """What the last probe of its API found (see `refresh`); never the API's own answer."""
+    nodes: list[dict[str, Any]] = Field(default_factory=list)
+    resources: dict[str, Any] = Field(default_factory=dict)
+    status_at: str | None = None
     created_at: str = ""
     updated_at: str = ""
     deleted: bool = False
@@ -438,24 +454,34 @@ def evolve_cluster(state: ClusterState, env: Envelope) -> ClusterState:
                 manager_url=ev.manager_url,
                 ingress_url=ev.ingress_url,
                 token=ev.token,
+                allow_insecure_http=ev.allow_insecure_http,
                 created_at=at,
                 updated_at=at,
             )
         case e.ClusterUpdated() as ev:
-            changes = {
-                k: v
-                for k, v in ev.model_dump(include={"manager_url", "ingress_url", "token"}).items()
-                if v is not None
-            }
+            changed = {"manager_url", "ingress_url", "token", "allow_insecure_http"}
+            changes = {k: v for k, v in ev.model_dump(include=changed).items() if v is not None}
             return state.model_copy(update={**changes, "updated_at": at})
+        case e.ClusterStatusChanged() as ev:
+            found = ev.model_dump(include={"status", "nodes", "resources"})
+            return state.model_copy(update={**found, "status_at": at, "updated_at": at})
         case e.ClusterDeleted():
             return state.model_copy(update={"deleted": True, "token": None, "updated_at": at})
     return state
 
 
+def token_over_tls(manager_url: str, token: str | None, allow_insecure_http: bool) -> None:
+    """A cluster's token is sent only over https, unless an administrator allowed plain http."""
+    try:
+        require_tls_for_secret(manager_url, token, allow_insecure_http)
+    except InsecureTransport as exc:
+        raise Invalid(str(exc), field="manager_url") from None
+
+
 def register_cluster(state: ClusterState, cmd: c.RegisterCluster) -> list[Event]:
     if state.live:
         raise Conflict("this space already has a cluster; update or delete it")
+    token_over_tls(cmd.manager_url, cmd.token, cmd.allow_insecure_http)
     return [e.ClusterRegistered(**cmd.model_dump())]
 
 
@@ -467,9 +493,19 @@ def update_cluster(state: ClusterState, cmd: c.UpdateCluster) -> list[Event]:
         for k, v in cmd.model_dump(exclude={"space_id"}).items()
         if v is not None and v != getattr(state, k)
     }
+    after = state.model_copy(update=fields)
+    token_over_tls(after.manager_url, after.token, after.allow_insecure_http)
     return (
         [e.ClusterUpdated(space_id=state.space_id, cluster_id=state.id, **fields)] if fields else []
     )
+
+
+def record_cluster_status(state: ClusterState, cmd: c.RecordClusterStatus) -> list[Event]:
+    """A probe's finding; nothing when unchanged, or when the cluster is gone meanwhile."""
+    found = cmd.model_dump(include={"status", "nodes", "resources"})
+    if not state.live or found == state.model_dump(include={"status", "nodes", "resources"}):
+        return []
+    return [e.ClusterStatusChanged(space_id=state.space_id, cluster_id=state.id, **found)]
 
 
 def delete_cluster(state: ClusterState, cmd: c.DeleteCluster) -> list[Event]:
@@ -501,10 +537,12 @@ HANDLERS: dict[type[c.Command], Callable[[Any, Any], list[Event]]] = {
     c.UpdateDataModel: update_data_model,
     c.DeleteDataModel: delete_data_model,
     c.CreateConnector: create_connector,
+    c.RecordConnectorStatus: record_connector_status,
     c.RecordScan: record_scan,
     c.DeleteConnector: delete_connector,
     c.RegisterCluster: register_cluster,
     c.UpdateCluster: update_cluster,
+    c.RecordClusterStatus: record_cluster_status,
     c.DeleteCluster: delete_cluster,
 }
 

@@ -8,12 +8,17 @@ runs `python -m services.training.pod`, which fetches the bundle from the artifa
 `s3://` store the cluster can reach), runs it, and uploads what it left under
 `trainings/<id>/output/`, from which the runner lays out checkpoints as for a local job.
 Kill deletes the Job (and its pods, by background propagation).
+
+Every client is built by `api_client`: it refuses to send a token to an http:// manager URL
+unless an administrator allowed that for the cluster (`allow_insecure_http`), and checks each
+connection it opens against the outbound-address policy (`mlplane.egress`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,26 +26,46 @@ from typing import Any
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from mlplane.egress import Egress, InsecureTransport, blocked_cause, require_tls_for_secret
 
+from .connectors import BLOCKED, CREDENTIALS_REJECTED, READY, REFUSED, UNREACHABLE
 from .runtime import Exit, JobHooks, JobSpec, Runtime
 
 ClusterLookup = Callable[[str], Awaitable[Any]]
 """space id -> ClusterState (with its token), or None."""
 
 LABEL = "mlplane.io/training-id"
+log = logging.getLogger("mlplane.training.kube")
 
 
 def job_name(training_id: str) -> str:
     return f"mlplane-train-{re.sub(r'[^a-z0-9]', '', training_id.lower())[:40]}"
 
 
-def api_client(manager_url: str, token: str | None) -> client.ApiClient:
+def api_client(
+    manager_url: str, token: str | None, *, egress: Egress, allow_insecure_http: bool = False
+) -> client.ApiClient:
+    """A client of the cluster's API whose connections `egress` checks; InsecureTransport if
+    the token would go over plain http without an administrator's leave."""
+    require_tls_for_secret(manager_url, token, allow_insecure_http)
     config = client.Configuration()
     config.host = manager_url.rstrip("/")
     if token:
         config.api_key = {"authorization": token}
         config.api_key_prefix = {"authorization": "Bearer"}
-    return client.ApiClient(config)
+    api = client.ApiClient(config)
+    egress.guard_pool_manager(api.rest_client.pool_manager)
+    return api
+
+
+def cluster_client(cluster: Any, egress: Egress) -> client.ApiClient:
+    """The client of a cluster as its stream holds it (a ClusterState)."""
+    return api_client(
+        cluster.manager_url,
+        cluster.token,
+        egress=egress,
+        allow_insecure_http=cluster.allow_insecure_http,
+    )
 
 
 def build_job(
@@ -98,10 +123,12 @@ class KubernetesRuntime(Runtime):
         *,
         namespace: str,
         artifacts_url: str,
+        egress: Egress,
         poll_s: float = 2.0,
     ) -> None:
         self.clusters = clusters
         self.specs = specs
+        self.egress = egress
         self.namespace = namespace
         self.artifacts_url = artifacts_url
         self.poll_s = poll_s
@@ -111,7 +138,10 @@ class KubernetesRuntime(Runtime):
         cluster = await self.clusters(space_id)
         if cluster is None or not cluster.live:
             raise RuntimeError("this space has no cluster registered (POST /api/v1/clusters)")
-        return api_client(cluster.manager_url, cluster.token)
+        try:
+            return cluster_client(cluster, self.egress)
+        except InsecureTransport as exc:
+            raise RuntimeError(str(exc)) from None
 
     async def run(self, job: JobSpec, hooks: JobHooks) -> Exit:
         api = await self._client(job.space_id)
@@ -210,13 +240,30 @@ class KubernetesRuntime(Runtime):
         return target
 
 
-async def cluster_status(manager_url: str, token: str | None) -> dict[str, Any]:
-    """Nodes and allocatable resources, read from the cluster's API."""
-    api = api_client(manager_url, token)
+async def cluster_status(cluster: Any, egress: Egress) -> dict[str, Any]:
+    """Nodes and allocatable resources, read from the cluster's API (a ClusterState); a status
+    word of our own when that fails, never the cluster's answer (only the log has it)."""
     try:
+        api = cluster_client(cluster, egress)
         nodes = await asyncio.to_thread(client.CoreV1Api(api).list_node, _request_timeout=5)
+        return {"status": READY, **node_totals(nodes)}
     except Exception as exc:  # noqa: BLE001 - an unreachable cluster is a status, not an error
-        return {"status": f"unreachable: {type(exc).__name__}", "nodes": [], "resources": {}}
+        status = failure(exc)
+        log.info("cluster %s is %s: %r", cluster.id, status, exc)
+    return {"status": status, "nodes": [], "resources": {}}
+
+
+def failure(exc: Exception) -> str:
+    if isinstance(exc, InsecureTransport):
+        return "not allowed: a token is sent only over https"
+    if isinstance(exc, ApiException):
+        return CREDENTIALS_REJECTED if exc.status in (401, 403) else REFUSED
+    if isinstance(exc, AttributeError | TypeError | ValueError):
+        return REFUSED  # it answered, but not as a Kubernetes API does
+    return BLOCKED if blocked_cause(exc) is not None else UNREACHABLE
+
+
+def node_totals(nodes: Any) -> dict[str, Any]:
     listed, totals = [], {"cpu": 0.0, "memory_mb": 0, "gpu": 0}
     for node in nodes.items or []:
         alloc = (node.status.allocatable if node.status else None) or {}
@@ -232,7 +279,7 @@ async def cluster_status(manager_url: str, token: str | None) -> dict[str, Any]:
         listed.append(item)
         for key in totals:
             totals[key] += item[key]
-    return {"status": "ready", "nodes": listed, "resources": totals}
+    return {"nodes": listed, "resources": totals}
 
 
 def cpu(quantity: str) -> float:

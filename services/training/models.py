@@ -239,12 +239,17 @@ class ClusterCreate(Input):
     ingress_url: Url
     name: NameOrEmpty = ""
     token: Annotated[str | None, Field(max_length=8000)] = None
+    allow_insecure_http: bool = False
+    """Platform administrators only: the token may be sent to an http:// manager URL (a lab
+    cluster on a trusted network). Otherwise a token goes only over https."""
 
 
 class ClusterUpdate(Input):
     manager_url: Url | None = None
     ingress_url: Url | None = None
     token: Annotated[str | None, Field(max_length=8000)] = None
+    allow_insecure_http: bool | None = None
+    """Platform administrators only (see ClusterCreate)."""
 
 
 class ClusterPublic(Output):
@@ -254,6 +259,11 @@ class ClusterPublic(Output):
     ingress_url: str
     token: None = Field(None, description="Write-only: never returned")
     has_token: bool
+    allow_insecure_http: bool = False
+    status: str = "unknown"
+    """What the last probe of its API found: ready, unreachable, refused by the endpoint,
+    credentials rejected, or not allowed (never the cluster's own answer)."""
+    status_at: str | None = None
     created_at: str
     updated_at: str
 

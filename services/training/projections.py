@@ -205,7 +205,9 @@ class DataModels(Projection):
 
 class Connectors(Projection):
     name = CONNECTORS
-    handles = _types(e.ConnectorCreated, e.ConnectorScanned, e.ConnectorDeleted)
+    handles = _types(
+        e.ConnectorCreated, e.ConnectorStatusChanged, e.ConnectorScanned, e.ConnectorDeleted
+    )
 
     def key(self, event: Envelope) -> str:
         return event.data.connector_id
@@ -226,7 +228,9 @@ class Clusters(Projection):
     """One cluster per space, keyed by the space."""
 
     name = CLUSTERS
-    handles = _types(e.ClusterRegistered, e.ClusterUpdated, e.ClusterDeleted)
+    handles = _types(
+        e.ClusterRegistered, e.ClusterUpdated, e.ClusterStatusChanged, e.ClusterDeleted
+    )
 
     def key(self, event: Envelope) -> str:
         return event.data.space_id

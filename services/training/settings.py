@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .unpack import Limits
@@ -35,6 +35,9 @@ class TrainingSettings(BaseSettings):
     namespace: str = "default"
     poll_s: float = 2.0
     """How often a Kubernetes job's status and logs are read."""
+    status_refresh_s: float = Field(default=300.0, ge=0)
+    """How often every connector's storage and every cluster's API are probed again to refresh
+    their status (0: only when they are created or changed). Reads never call out."""
 
     @field_validator("runtime")
     @classmethod

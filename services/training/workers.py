@@ -403,6 +403,7 @@ class TrainingWorker:
                 connector.config,
                 connector.credentials,
                 self.training.datasets(self.settings.home),
+                egress=self.settings.egress,
             )
             keys = ref.get("files") or [
                 f.key for f in await source.list(ref.get("prefix", ""), 1000)

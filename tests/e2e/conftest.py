@@ -10,6 +10,8 @@ from collections.abc import Iterator
 import pytest
 from launcher import Platform
 
+LOOPBACK = "127.0.0.1/32"
+
 
 @pytest.fixture(scope="session")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
@@ -22,9 +24,14 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
 @pytest.fixture(scope="session")
 def training_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """A platform for the training tests: quick log flushes and Kubernetes polls, a small
-    bundle limit so an oversized upload is cheap to send."""
-    env = {"MLPLANE_TRAINING_POLL_S": "0.2", "MLPLANE_TRAINING_LOG_FLUSH_S": "0.1",
-           "MLPLANE_TRAINING_MAX_BUNDLE_BYTES": str(2 << 20)}
+    bundle limit so an oversized upload is cheap to send; loopback allowed as an outbound
+    destination, where the local S3 server and the fake Kubernetes API listen."""
+    env = {
+        "MLPLANE_TRAINING_POLL_S": "0.2",
+        "MLPLANE_TRAINING_LOG_FLUSH_S": "0.1",
+        "MLPLANE_TRAINING_MAX_BUNDLE_BYTES": str(2 << 20),
+        "MLPLANE_EGRESS_ALLOW": LOOPBACK,
+    }
     platform = Platform(tmp_path_factory.mktemp("mlplane-training"), env=env)
     platform.start()
     yield platform
@@ -33,8 +40,13 @@ def training_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plat
 
 @pytest.fixture(scope="session")
 def serving_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    """A platform with its managed model server, polled often so rollouts settle quickly."""
-    env = {"MLPLANE_SERVING_POLL_S": "0.3", "MLPLANE_SERVING_LOCAL_SERVER": "on"}
+    """A platform with its managed model server, polled often so rollouts settle quickly;
+    loopback allowed as an outbound destination (the fake Kubernetes API listens there)."""
+    env = {
+        "MLPLANE_SERVING_POLL_S": "0.3",
+        "MLPLANE_SERVING_LOCAL_SERVER": "on",
+        "MLPLANE_EGRESS_ALLOW": LOOPBACK,
+    }
     platform = Platform(tmp_path_factory.mktemp("mlplane-serving"), env=env)
     platform.start()
     yield platform

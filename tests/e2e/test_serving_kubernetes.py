@@ -59,7 +59,8 @@ def test_a_kubernetes_endpoint_rolls_out_and_is_removed(serving_platform):
     cluster = FakeCluster(token=TOKEN, succeed_after=3)
     with FakeApiServer(cluster) as fake:
         registered = admin.post("/api/v1/clusters", headers=headers, json={
-            "name": "fake", "manager_url": fake.url, "ingress_url": "http://ingress.local", "token": TOKEN})
+            "name": "fake", "manager_url": fake.url, "ingress_url": "http://ingress.local", "token": TOKEN,
+            "allow_insecure_http": True})  # the fake API server speaks plain http
         assert registered.status_code == 201, registered.text
         deployed = admin.post(f"/inference/{space}/{model.json()['id']}", headers=headers,
                               json={"name": "on-k8s", "runtime": "kubernetes://", "replicas": 2})

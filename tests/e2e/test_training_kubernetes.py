@@ -97,6 +97,7 @@ def register(admin: httpx.Client, space: str, url: str) -> dict:
             "manager_url": url,
             "ingress_url": "http://ingress.local",
             "token": TOKEN,
+            "allow_insecure_http": True,  # the fake API server speaks plain http
         },
     )
     assert created.status_code == 201, created.text
