@@ -19,7 +19,14 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request, status
 from mlplane import aggregates
 from mlplane.auth import Principal
-from mlplane.deps import ContextDep, KernelDep, PrincipalDep, in_space, request_context
+from mlplane.deps import (
+    ContextDep,
+    KernelDep,
+    PrincipalDep,
+    in_space,
+    permitted,
+    request_context,
+)
 from mlplane.errors import Invalid, NotFound, Unauthorized
 from mlplane.eventlog import Context
 from mlplane.events import new_id
@@ -181,7 +188,9 @@ async def start_position(kernel: Kernel, start: m.StartAt) -> int:
     return head
 
 
-@webhooks.post("/subscriptions", status_code=status.HTTP_201_CREATED)
+@webhooks.post(
+    "/subscriptions", status_code=status.HTTP_201_CREATED, dependencies=[permitted(owner=True)]
+)
 async def create_subscription(
     body: m.SubscriptionCreate,
     kernel: KernelDep,

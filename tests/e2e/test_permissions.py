@@ -45,14 +45,12 @@ OPEN = {
     ("post", "/v2/models/{name}/versions/{version}/infer"): INFERENCE,
 }
 
-# Writes whose check needs the body: the space is in it, or the route reads the body before
-# checking (the webhook subscriptions of the logs service). Each is sent a valid one.
+# Writes whose check needs the body (the space is in it). Each is sent a valid one.
 BODIES = {
     ("post", "/api/v1/users/{user_id}/permissions"): lambda space: {
         "space_id": space,
         "permissions": ["endpoints:delete"],
     },
-    ("post", "/api/v1/webhooks/subscriptions"): lambda space: {"url": "https://example.com/hook"},
 }
 
 FAKE_ID = "0123456789abcdef0123456789abcdef"
