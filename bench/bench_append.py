@@ -1,4 +1,5 @@
 """append: events/s through the event log ÷ raw inserts of the same rows on the same server."""
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,20 @@ def _raw_sqlite(db: sqlite3.Connection, batches: list[list]) -> float:
             db.execute("BEGIN IMMEDIATE")
             db.executemany(
                 f"INSERT INTO events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                [(d.position, d.id, d.stream_id, d.version, d.type, d.type_version,
-                  d.time.isoformat(), json.dumps(d.data), json.dumps(d.meta)) for d in batch],
+                [
+                    (
+                        d.position,
+                        d.id,
+                        d.stream_id,
+                        d.version,
+                        d.type,
+                        d.type_version,
+                        d.time.isoformat(),
+                        json.dumps(d.data),
+                        json.dumps(d.meta),
+                    )
+                    for d in batch
+                ],
             )
             db.execute("COMMIT")
     return t.seconds
@@ -54,7 +67,9 @@ async def sqlite_append(total: int, size: int) -> Result:
     from mlplane.eventstore.sqlite import SQLiteEventStore
 
     tmp = Path(tempfile.mkdtemp())
-    log = EventLog(SQLiteEventStore(str(tmp / "log.db")), registry, SQLiteKeyStore(str(tmp / "k.db")))
+    log = EventLog(
+        SQLiteEventStore(str(tmp / "log.db")), registry, SQLiteKeyStore(str(tmp / "k.db"))
+    )
     batches = _batches(total, size)
     ours = await _through_log(log, batches)
     raw_db = connect(str(tmp / "raw.db"))
@@ -65,8 +80,11 @@ async def sqlite_append(total: int, size: int) -> Result:
         ratio=rate(total, ours) / rate(total, raw),
         target=0.7,
         higher_is_better=True,
-        detail={"events": total, "mlplane_events_per_s": round(rate(total, ours)),
-                "raw_executemany_events_per_s": round(rate(total, raw))},
+        detail={
+            "events": total,
+            "mlplane_events_per_s": round(rate(total, ours)),
+            "raw_executemany_events_per_s": round(rate(total, raw)),
+        },
     )
 
 
@@ -83,9 +101,17 @@ async def mongo_append(url: str, total: int, size: int) -> Result:
     ours = await _through_log(log, batches)
     raw_coll = db[f"{prefix}raw"]
     docs = [
-        [{"_id": uuid.uuid4().hex, "stream_id": f"raw-{n}", "version": v, "type": ev.type_name,
-          "data": json.loads(ev.model_dump_json()), "meta": {"source": "mlplane"}}
-         for v, ev in enumerate(batch, 1)]
+        [
+            {
+                "_id": uuid.uuid4().hex,
+                "stream_id": f"raw-{n}",
+                "version": v,
+                "type": ev.type_name,
+                "data": json.loads(ev.model_dump_json()),
+                "meta": {"source": "mlplane"},
+            }
+            for v, ev in enumerate(batch, 1)
+        ]
         for n, batch in enumerate(batches)
     ]
     with Timer() as t:
@@ -100,8 +126,11 @@ async def mongo_append(url: str, total: int, size: int) -> Result:
         ratio=rate(total, ours) / rate(total, t.seconds),
         target=0.7,
         higher_is_better=True,
-        detail={"events": total, "mlplane_events_per_s": round(rate(total, ours)),
-                "raw_insert_many_events_per_s": round(rate(total, t.seconds)),
-                "note": "one append = one commit document insert; a stream this store has not seen"
-                         " yet costs one indexed read of its version first"},
+        detail={
+            "events": total,
+            "mlplane_events_per_s": round(rate(total, ours)),
+            "raw_insert_many_events_per_s": round(rate(total, t.seconds)),
+            "note": "one append = one commit document insert; a stream this store has not seen"
+            " yet costs one indexed read of its version first",
+        },
     )

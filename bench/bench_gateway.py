@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 from common import Result
 
 HERE = Path(__file__).resolve().parent

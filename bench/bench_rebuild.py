@@ -1,4 +1,5 @@
 """rebuild: events/s of a projection rebuild ÷ a raw cursor read of the same events."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,6 @@ import uuid
 from pathlib import Path
 
 from common import Result, Timer, event, rate, registry
-
 from mlplane.eventlog import EventLog
 from mlplane.projections import Projection, ProjectionRunner, build_into, content_hash
 
@@ -47,9 +47,12 @@ async def _measure(log: EventLog, docs, raw_read, total: int, label: str) -> Res
         ratio=rate(total, ours.seconds) / rate(total, raw.seconds),
         target=0.5,
         higher_is_better=True,
-        detail={"events": total, "rebuild_events_per_s": round(rate(total, ours.seconds)),
-                "raw_cursor_events_per_s": round(rate(total, raw.seconds)),
-                "rebuilt_hash_equals_live": live_hash == rebuilt_hash},
+        detail={
+            "events": total,
+            "rebuild_events_per_s": round(rate(total, ours.seconds)),
+            "raw_cursor_events_per_s": round(rate(total, raw.seconds)),
+            "rebuilt_hash_equals_live": live_hash == rebuilt_hash,
+        },
     )
 
 
@@ -66,7 +69,10 @@ async def sqlite_rebuild(total: int) -> Result:
     async def raw_read() -> int:
         """Rows decoded to documents, as a Mongo driver hands them out."""
         cursor = store._db.execute("SELECT data FROM events ORDER BY position")
-        return sum(len([json.loads(r[0]) for r in rows]) for rows in iter(lambda: cursor.fetchmany(2000), []))
+        return sum(
+            len([json.loads(r[0]) for r in rows])
+            for rows in iter(lambda: cursor.fetchmany(2000), [])
+        )
 
     return await _measure(log, SQLiteReadModels(str(tmp / "e.db")), raw_read, total, "sqlite")
 

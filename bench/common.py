@@ -1,9 +1,10 @@
 """Shared pieces of the benchmarks: timing, the result record, the events used everywhere."""
+
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Self
 
 from mlplane.events import Event, EventRegistry
 
@@ -39,7 +40,7 @@ class Result:
 
 
 class Timer:
-    def __enter__(self) -> Timer:
+    def __enter__(self) -> Self:
         self.start = time.perf_counter()
         return self
 

@@ -3,6 +3,7 @@
 Writes bench/results/latest.json as {"benchmarks": [{name, ratio, target, higher_is_better,
 detail}]} and prints a table. Needs the local servers (`make services-up`).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -13,12 +14,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import bench_append  # noqa: E402
-import bench_bus  # noqa: E402
-import bench_dataplane  # noqa: E402
-import bench_gateway  # noqa: E402
-import bench_logs  # noqa: E402
-import bench_rebuild  # noqa: E402
+import bench_append
+import bench_bus
+import bench_dataplane
+import bench_gateway
+import bench_logs
+import bench_rebuild
 
 MONGO = os.environ.get("MLPLANE_BENCH_MONGO_URL", "mongodb://127.0.0.1:27017/mlplane_bench")
 KAFKA = os.environ.get("MLPLANE_BENCH_KAFKA", "127.0.0.1:9092")

@@ -7,6 +7,11 @@ platform started on Kafka (`MLPLANE_BUS_URL=kafka://127.0.0.1:9092 mlplane up`):
     python examples/follow_events.py                         # every mlplane topic, from now on
     python examples/follow_events.py --from-beginning --type 'Space*' --group my-auditor
     python examples/follow_events.py --topic mlplane.inference --max 10
+    python examples/follow_events.py --prefix acme_          # the platform of MLPLANE_PREFIX=acme_
+
+A platform started with `MLPLANE_PREFIX` names its topics `<prefix>mlplane.<context>`: --prefix
+(default: $MLPLANE_PREFIX) follows that platform's topics and only them, and is put before each
+--topic too (`--prefix acme_ --topic mlplane.inference` reads `acme_mlplane.inference`).
 
 Each line is {"specversion", "id", "source", "type", "subject", "time", ..., "data"}: the `ce_*`
 headers without their prefix, and the payload. With --group, the consumer group remembers how far
@@ -20,13 +25,17 @@ import argparse
 import asyncio
 import fnmatch
 import json
+import os
 import re
 import sys
 import uuid
 
 from aiokafka import AIOKafkaConsumer
 
-EVERY_TOPIC = r"^mlplane\.(?!.*\.dlq$).*"
+
+def every_topic(prefix: str = "") -> str:
+    """The topics of the platform named by `prefix`, except the dead-letter ones, as a regex."""
+    return rf"^{re.escape(prefix)}mlplane\.(?!.*\.dlq$).*"
 
 
 def cloudevent(message) -> dict:
@@ -51,7 +60,7 @@ async def follow(args: argparse.Namespace) -> None:
     await consumer.start()
     try:
         if args.topic:
-            consumer.subscribe(topics=args.topic)
+            consumer.subscribe(topics=[args.prefix + topic for topic in args.topic])
         else:
             consumer.subscribe(pattern=args.pattern)
         printed = 0
@@ -72,9 +81,17 @@ async def follow(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers")
-    parser.add_argument("--topic", action="append", help="a topic to follow (repeatable)")
     parser.add_argument(
-        "--pattern", default=EVERY_TOPIC, help="topics to follow, as a regular expression"
+        "--topic", action="append", help="a topic to follow, without the prefix (repeatable)"
+    )
+    parser.add_argument(
+        "--prefix",
+        default=os.environ.get("MLPLANE_PREFIX", ""),
+        help="the platform's MLPLANE_PREFIX (default: $MLPLANE_PREFIX, empty)",
+    )
+    parser.add_argument(
+        "--pattern",
+        help="topics to follow, as a regular expression (default: every topic of the platform)",
     )
     parser.add_argument(
         "--type", action="append", help="event types to print, globs allowed (repeatable)"
@@ -83,6 +100,7 @@ def main() -> None:
     parser.add_argument("--from-beginning", action="store_true", help="read what the topics retain")
     parser.add_argument("--max", type=int, default=0, help="stop after this many events")
     args = parser.parse_args()
+    args.pattern = args.pattern or every_topic(args.prefix)
     re.compile(args.pattern)
     try:
         asyncio.run(follow(args))

@@ -5,8 +5,9 @@ builds the event store, read-model store and key store of that adapter, all unde
 own prefix (its own SQLite file, its own Mongo collections), and cleans up after the test:
 stores are closed and the test's Mongo collections dropped.
 
-Test modules import the fixtures they use from here (`from backends import backend`).
+The conftest of each suite imports the fixtures it offers from here.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from mlplane.adapters import mongo_database
 from mlplane.eventlog import EventLog
 from mlplane.events import EventRegistry
@@ -30,7 +30,10 @@ from mlplane.readmodels import ReadModelStore
 from mlplane.readmodels.mongo import MongoReadModels
 from mlplane.readmodels.sqlite import SQLiteReadModels
 
-ADAPTERS = [pytest.param("sqlite", id="sqlite"), pytest.param("mongo", id="mongo", marks=pytest.mark.mongo)]
+ADAPTERS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("mongo", id="mongo", marks=pytest.mark.mongo),
+]
 
 
 class Backend:
@@ -87,7 +90,9 @@ class Backend:
 
 
 @pytest.fixture(params=ADAPTERS)
-async def backend(request: pytest.FixtureRequest, unique: str, tmp_path: Path) -> AsyncIterator[Backend]:
+async def backend(
+    request: pytest.FixtureRequest, unique: str, tmp_path: Path
+) -> AsyncIterator[Backend]:
     """One adapter's stores under this test's prefix; Mongo collections dropped afterwards."""
     if request.param == "sqlite":
         b = Backend("sqlite", unique, path=tmp_path / "mlplane.db")

@@ -3,6 +3,7 @@ need one fail loudly when it is not there: a skipped server test proves nothing.
 
 Each test gets its own MongoDB collection prefix and Kafka topic prefix, so order never matters.
 """
+
 from __future__ import annotations
 
 import os
@@ -11,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from s3server import s3, s3_bucket, s3_url  # noqa: F401 - the S3 fixtures of every suite
 
 MONGO_URL = os.environ.get("MLPLANE_TEST_MONGO_URL", "mongodb://127.0.0.1:27017/mlplane_test")
 KAFKA_BOOTSTRAP = os.environ.get("MLPLANE_TEST_KAFKA", "127.0.0.1:9092")

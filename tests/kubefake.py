@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlparse
 
 JOBS = re.compile(r"^/apis/batch/v1/namespaces/([^/]+)/jobs(?:/([^/]+))?(/status)?$")
@@ -77,13 +77,25 @@ class FakeCluster:
         deployment.reads += 1
         wanted = deployment.manifest["spec"].get("replicas", 1)
         if self.fail:
-            return {"replicas": wanted, "conditions": [{"type": "Progressing", "status": "False",
-                                                        "reason": "ProgressDeadlineExceeded",
-                                                        "message": "ReplicaSet has timed out progressing."}]}
+            return {
+                "replicas": wanted,
+                "conditions": [
+                    {
+                        "type": "Progressing",
+                        "status": "False",
+                        "reason": "ProgressDeadlineExceeded",
+                        "message": "ReplicaSet has timed out progressing.",
+                    }
+                ],
+            }
         if self.hold or deployment.reads < self.succeed_after:
             return {"replicas": wanted, "updatedReplicas": wanted, "unavailableReplicas": wanted}
-        return {"replicas": wanted, "updatedReplicas": wanted, "readyReplicas": wanted,
-                "availableReplicas": wanted}
+        return {
+            "replicas": wanted,
+            "updatedReplicas": wanted,
+            "readyReplicas": wanted,
+            "availableReplicas": wanted,
+        }
 
     def log(self, job: FakeJob) -> str:
         return "".join(f"epoch {i}: loss {1 / (i + 1):.3f}\n" for i in range(job.reads))
@@ -139,7 +151,10 @@ def handler_for(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
         def _apps_write(self, manifest: dict[str, Any], create: bool) -> bool:
             """Create (POST) or replace (PUT) a Deployment or a Service; False if neither."""
             path = urlparse(self.path).path
-            for pattern, store in ((DEPLOYMENTS, cluster.deployments), (SERVICES, cluster.services)):
+            for pattern, store in (
+                (DEPLOYMENTS, cluster.deployments),
+                (SERVICES, cluster.services),
+            ):
                 if not pattern.match(path):
                     continue
                 name = manifest["metadata"]["name"]
@@ -173,8 +188,13 @@ def handler_for(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
                     return self._send(404, {"kind": "Status", "code": 404})
                 with cluster.lock:
                     status = cluster.rollout(deployment)
-                body = {"apiVersion": "apps/v1", "kind": "Deployment", "status": status,
-                        "metadata": deployment.manifest["metadata"], "spec": deployment.manifest["spec"]}
+                body = {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "status": status,
+                    "metadata": deployment.manifest["metadata"],
+                    "spec": deployment.manifest["spec"],
+                }
                 return self._send(200, body)
             if url.path == "/api/v1/nodes":
                 return self._send(
@@ -235,13 +255,18 @@ def handler_for(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
             if not self._authorised():
                 return
             path = urlparse(self.path).path
-            for pattern, store in ((DEPLOYMENTS, cluster.deployments), (SERVICES, cluster.services)):
+            for pattern, store in (
+                (DEPLOYMENTS, cluster.deployments),
+                (SERVICES, cluster.services),
+            ):
                 if (found := pattern.match(path)) and found.group(2):
                     with cluster.lock:
                         gone = store.pop(found.group(2), None)
                     if gone is None:
                         return self._send(404, {"kind": "Status", "code": 404})
-                    return self._send(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
+                    return self._send(
+                        200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
+                    )
             match = JOBS.match(path)
             job = cluster.jobs.get(match.group(2)) if match else None
             if job is None:
@@ -259,7 +284,7 @@ class FakeApiServer:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> FakeApiServer:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 

@@ -1,5 +1,5 @@
 """The local S3-compatible server (`deploy/local/services.sh up s3`, gofakes3) for the tests that
-need real S3: each test gets its own bucket. Test modules import these fixtures from here."""
+need real S3: each test gets its own bucket. tests/conftest.py offers these fixtures to every suite."""
 
 from __future__ import annotations
 

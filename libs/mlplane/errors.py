@@ -1,4 +1,5 @@
 """Typed errors of the kernel. The gateway maps each to one HTTP problem type."""
+
 from __future__ import annotations
 
 from pydantic import ValidationError

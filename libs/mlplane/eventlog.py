@@ -4,6 +4,7 @@ It wraps an `EventStore` with the event registry (types, versions, upcasters), p
 encryption (crypto-shredding through a `KeyStore`), tracing, and a wake-up signal for the
 followers of the log (outbox relay, projection runners) living in the same process.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -4,12 +4,13 @@ An event payload is a pydantic model registered under a past-tense type name and
 Stores never see the models: they keep `StoredEvent` rows whose `data` is plain JSON, and
 `EventRegistry.decode` turns a row back into a model, upcasting old versions on the way.
 """
+
 from __future__ import annotations
 
 import json
 import os
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict
@@ -37,7 +38,7 @@ class Event(BaseModel):
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_id() -> str:
@@ -54,7 +55,15 @@ class StoredEvent:
     """
 
     __slots__ = (
-        "_data", "_raw", "id", "meta", "position", "stream_id", "time", "type", "type_version",
+        "_data",
+        "_raw",
+        "id",
+        "meta",
+        "position",
+        "stream_id",
+        "time",
+        "type",
+        "type_version",
         "version",
     )
 
@@ -110,8 +119,16 @@ class StoredEvent:
     def at(self, version: int, position: int) -> StoredEvent:
         """This event placed at a stream version and a global position."""
         return StoredEvent(
-            self.id, self.stream_id, self.type, self._data, self.type_version, version, position,
-            self.time, self.meta, raw=self._raw,
+            self.id,
+            self.stream_id,
+            self.type,
+            self._data,
+            self.type_version,
+            version,
+            position,
+            self.time,
+            self.meta,
+            raw=self._raw,
         )
 
     def validate(self, model: type[Event]) -> Event:
@@ -324,4 +341,3 @@ class EventRegistry:
 
 registry = EventRegistry()
 """The registry every service registers its event types in (a catalogue, not a connection)."""
-

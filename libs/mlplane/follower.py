@@ -4,6 +4,7 @@ The outbox relay and the projection runners are followers. Each batch is process
 position is recorded, so a crash between the two replays the batch (at least once); consumers
 make the replay harmless (projections by their per-document position guard).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -69,13 +70,18 @@ class Follower:
                 handled = await step()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - a follower never dies of one bad batch; it retries
+            except Exception as exc:
                 failures += 1
                 if failures == 1:
                     log.exception("follower %s failed at %d; retrying", self.name, self.position)
                 else:
-                    log.warning("follower %s failed again (%d): %s: %s",
-                                self.name, failures, type(exc).__name__, exc)
+                    log.warning(
+                        "follower %s failed again (%d): %s: %s",
+                        self.name,
+                        failures,
+                        type(exc).__name__,
+                        exc,
+                    )
                 await self._pause(min(self._poll_interval * 2 ** (failures - 1), self._max_backoff))
                 continue
             if failures:

@@ -209,9 +209,14 @@ class HttpMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         labels = ["method", "route", "status"]
-        self.requests = Counter("mlplane_http_requests", "HTTP requests handled", labels, registry=registry)
+        self.requests = Counter(
+            "mlplane_http_requests", "HTTP requests handled", labels, registry=registry
+        )
         self.latency = Histogram(
-            "mlplane_http_request_duration_seconds", "HTTP request latency", labels, registry=registry
+            "mlplane_http_request_duration_seconds",
+            "HTTP request latency",
+            labels,
+            registry=registry,
         )
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
@@ -220,7 +225,10 @@ class HttpMetrics:
         children = self._children.get(key)
         if children is None:
             labels = (method, route, str(status))
-            children = self._children[key] = (self.requests.labels(*labels), self.latency.labels(*labels))
+            children = self._children[key] = (
+                self.requests.labels(*labels),
+                self.latency.labels(*labels),
+            )
         children[0].inc()
         children[1].observe(seconds)
 

@@ -6,12 +6,14 @@ so a review shows exactly what changed. The directory mirrors the registry: `exp
 it (`mlplane schemas export`), `check` names every file that differs, is missing or is stale,
 which is how CI notices an event changed without its schema being exported.
 """
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from .events import EventRegistry, registry as default_registry
+from .events import EventRegistry
+from .events import registry as default_registry
 
 SUFFIX = ".json"
 
@@ -27,13 +29,18 @@ def render(registry: EventRegistry = default_registry) -> dict[str, str]:
 def _on_disk(directory: Path) -> dict[str, str]:
     if not directory.is_dir():
         return {}
-    return {p.name.removesuffix(SUFFIX): p.read_text(encoding="utf-8") for p in directory.glob(f"*{SUFFIX}")}
+    return {
+        p.name.removesuffix(SUFFIX): p.read_text(encoding="utf-8")
+        for p in directory.glob(f"*{SUFFIX}")
+    }
 
 
 def check(directory: str | Path, registry: EventRegistry = default_registry) -> list[str]:
     """Names (`<Type>.v<N>`) whose file differs from the code, is missing, or is left over."""
     wanted, found = render(registry), _on_disk(Path(directory))
-    return sorted(name for name in wanted.keys() | found.keys() if wanted.get(name) != found.get(name))
+    return sorted(
+        name for name in wanted.keys() | found.keys() if wanted.get(name) != found.get(name)
+    )
 
 
 def export(directory: str | Path, registry: EventRegistry = default_registry) -> list[str]:
@@ -46,4 +53,6 @@ def export(directory: str | Path, registry: EventRegistry = default_registry) ->
             (directory / f"{name}{SUFFIX}").write_text(text, encoding="utf-8")
     for name in found.keys() - wanted.keys():
         (directory / f"{name}{SUFFIX}").unlink()
-    return sorted(name for name in wanted.keys() | found.keys() if wanted.get(name) != found.get(name))
+    return sorted(
+        name for name in wanted.keys() | found.keys() if wanted.get(name) != found.get(name)
+    )

@@ -4,6 +4,7 @@ Tracing is off (a no-op tracer) unless `configure` is called with an exporter:
 `console`, `otlp` (OTLP over HTTP, endpoint from the standard OTEL_EXPORTER_OTLP_* variables),
 or an exporter object (tests pass an in-memory one).
 """
+
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
@@ -80,5 +81,9 @@ def span_from(
 
     Without a traceparent the span continues the current context.
     """
-    ctx = _propagator.extract({"traceparent": traceparent}) if traceparent else otel_context.get_current()
+    ctx = (
+        _propagator.extract({"traceparent": traceparent})
+        if traceparent
+        else otel_context.get_current()
+    )
     return tracer().start_as_current_span(name, context=ctx, kind=kind, attributes=attributes)

@@ -95,7 +95,6 @@ class TokenAuthenticator:
         )
         return principal, valid_for
 
-
     async def _fresh(self, collection: str, key: str) -> dict | None:
         """A document, or None once its projection has caught up with the log and still lacks it.
 

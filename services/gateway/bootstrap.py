@@ -116,7 +116,12 @@ def create_app(
     install_problem_handlers(app)
     for router in [probes, *(r for service in plan.api for r in service.routers())]:
         app.include_router(docstring_summaries(router))
-    uploads = [limit for service in plan.api if service.body_limits for limit in service.body_limits(settings)]
+    uploads = [
+        limit
+        for service in plan.api
+        if service.body_limits
+        for limit in service.body_limits(settings)
+    ]
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.max_body_bytes,

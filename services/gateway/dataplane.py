@@ -17,6 +17,7 @@ publishes batches. Routes and servers are cached for a second, callers by the ga
 authenticator, so the hot path reads no table; an endpoint moved takes effect within that time.
 Inference itself is answered ahead of the middleware stack (`inference_path`).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -52,9 +53,20 @@ MAX_BODY_BYTES = 64 << 20
 QUEUE_SIZE = 100_000
 BATCH = 500
 
-NUMPY_TYPES = {"BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32,
-               "UINT64": np.uint64, "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
-               "FP16": np.float16, "FP32": np.float32, "FP64": np.float64}
+NUMPY_TYPES = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+}
 
 dataplane = APIRouter(
     prefix="/v2", tags=["inference (Open Inference Protocol)"], responses=PROBLEM_RESPONSES
@@ -105,9 +117,12 @@ class DataPlane:
     def http(self) -> aiohttp.ClientSession:
         if self.session is None or self.session.closed:
             connector = aiohttp.TCPConnector(limit=256, ttl_dns_cache=300, keepalive_timeout=30)
-            self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                                 timeout=aiohttp.ClientTimeout(total=60),
-                                                 skip_auto_headers=("User-Agent",))
+            self.session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,
+                timeout=aiohttp.ClientTimeout(total=60),
+                skip_auto_headers=("User-Agent",),
+            )
         return self.session
 
     def stop(self) -> None:
@@ -143,10 +158,17 @@ class DataPlane:
         for record in batch:
             event = InferenceLogged(**record)
             event_id = new_id()
-            rows.append(registry.to_stored(f"inference-log:{event_id}", event, event_id=event_id,
-                                           source="mlplane/gateway", space=record["space"],
-                                           actor=record["user"] or None,
-                                           correlation_id=record["correlation_id"] or None))
+            rows.append(
+                registry.to_stored(
+                    f"inference-log:{event_id}",
+                    event,
+                    event_id=event_id,
+                    source="mlplane/gateway",
+                    space=record["space"],
+                    actor=record["user"] or None,
+                    correlation_id=record["correlation_id"] or None,
+                )
+            )
         for attempt in range(5):
             try:
                 await self.kernel.bus.publish(topic_name(InferenceLogged.topic), rows)
@@ -156,7 +178,7 @@ class DataPlane:
                     self.dropped += len(rows)
                     log.error("dropped %d inference logs after retries: %s", len(rows), exc)
                     return
-                await asyncio.sleep(0.1 * 2 ** attempt)
+                await asyncio.sleep(0.1 * 2**attempt)
 
     def record(self, **fields: Any) -> None:
         try:
@@ -175,13 +197,17 @@ class DataPlane:
             raise Unauthorized("send an 'Authorization: Bearer <token>' header")
         return await self.authenticator.authenticate(token)
 
-    async def route(self, request: Request, name: str, version: str | None) -> tuple[Route, Principal]:
+    async def route(
+        self, request: Request, name: str, version: str | None
+    ) -> tuple[Route, Principal]:
         principal = await self.principal(request)
         space = request.headers.get("x-space-id") or request.query_params.get("space_id")
         if not space:
             spaces = principal.space_ids()
             if len(spaces) != 1:
-                raise NotFound(f"endpoint {name!r} not found: name its space with an X-Space-ID header")
+                raise NotFound(
+                    f"endpoint {name!r} not found: name its space with an X-Space-ID header"
+                )
             space = spaces[0]
         principal.require(space)
         route = self.routes.get((space, name))
@@ -203,14 +229,25 @@ class DataPlane:
         model = await docs.get("serving_models", spec["model_id"]) or {"versions": {}}
         config = model["versions"].get(str(spec["version"]), {}).get("config", {})
         servers = await docs.get_many("serving_servers", endpoint["targets"])
-        targets = [(f"http://{s['host']}:{s['port']}", s["kind"] != "mlserver")
-                   for sid in endpoint["targets"] if (s := servers.get(sid)) and s["ready"]]
+        targets = [
+            (f"http://{s['host']}:{s['port']}", s["kind"] != "mlserver")
+            for sid in endpoint["targets"]
+            if (s := servers.get(sid)) and s["ready"]
+        ]
         if endpoint.get("url") and not targets:
             targets = [(endpoint["url"].rstrip("/"), True)]
-        return Route(endpoint_id=endpoint["id"], space_id=space, name=name, version=str(spec["version"]),
-                     served_name=endpoint.get("serving") or spec["served_name"], model_id=spec["model_id"],
-                     config=config, targets=targets, phase=endpoint["phase"],
-                     expires=time.monotonic() + ROUTE_TTL_S)
+        return Route(
+            endpoint_id=endpoint["id"],
+            space_id=space,
+            name=name,
+            version=str(spec["version"]),
+            served_name=endpoint.get("serving") or spec["served_name"],
+            model_id=spec["model_id"],
+            config=config,
+            targets=targets,
+            phase=endpoint["phase"],
+            expires=time.monotonic() + ROUTE_TTL_S,
+        )
 
     def forget(self, route: Route) -> None:
         self.routes.pop((route.space_id, route.name), None)
@@ -252,9 +289,11 @@ def binary_inputs_to_json(head: dict[str, Any], blob: bytes) -> dict[str, Any]:
         size = params.pop("binary_data_size", None)
         if size is None:
             continue
-        chunk = blob[offset:offset + size]
+        chunk = blob[offset : offset + size]
         if len(chunk) != size:
-            raise InvalidTensor(f"input {tensor.get('name')!r} announces {size} bytes; fewer were sent")
+            raise InvalidTensor(
+                f"input {tensor.get('name')!r} announces {size} bytes; fewer were sent"
+            )
         offset += size
         tensor["data"] = decode_tensor(tensor.get("datatype", ""), chunk)
         if not params:
@@ -267,7 +306,7 @@ def decode_tensor(datatype: str, raw: bytes) -> list[Any]:
         out, offset = [], 0
         while offset < len(raw):
             (length,) = struct.unpack_from("<I", raw, offset)
-            out.append(raw[offset + 4:offset + 4 + length].decode("utf-8", errors="replace"))
+            out.append(raw[offset + 4 : offset + 4 + length].decode("utf-8", errors="replace"))
             offset += 4 + length
         return out
     dtype = NUMPY_TYPES.get(datatype)
@@ -289,7 +328,11 @@ def encode_tensor(datatype: str, data: list[Any]) -> bytes:
 def wanted_binary(request_head: dict[str, Any]) -> tuple[bool, set[str]]:
     """(every output binary, the outputs asked for as binary by name)."""
     every = bool((request_head.get("parameters") or {}).get("binary_data_output"))
-    named = {o["name"] for o in request_head.get("outputs", []) if (o.get("parameters") or {}).get("binary_data")}
+    named = {
+        o["name"]
+        for o in request_head.get("outputs", [])
+        if (o.get("parameters") or {}).get("binary_data")
+    }
     return every, named
 
 
@@ -338,8 +381,11 @@ async def ready() -> dict[str, bool]:
 @dataplane.get("")
 async def server_metadata() -> dict[str, Any]:
     """Server metadata of the Open Inference Protocol."""
-    return {"name": "mlplane", "version": package_version("mlplane"),
-            "extensions": ["binary_tensor_data", "model_configuration"]}
+    return {
+        "name": "mlplane",
+        "version": package_version("mlplane"),
+        "extensions": ["binary_tensor_data", "model_configuration"],
+    }
 
 
 async def _guarded(request: Request, name: str, version: str | None, act) -> Response:
@@ -355,12 +401,18 @@ def _metadata(route: Route) -> dict[str, Any]:
     def tensors(kind: str) -> list[dict[str, Any]]:
         from services.triton_manager.repository import oip_datatype
 
-        return [{"name": t["name"], "datatype": oip_datatype(t["datatype"]), "shape": t["dims"]}
-                for t in route.config.get(kind, [])]
+        return [
+            {"name": t["name"], "datatype": oip_datatype(t["datatype"]), "shape": t["dims"]}
+            for t in route.config.get(kind, [])
+        ]
 
-    return {"name": route.name, "versions": [route.version],
-            "platform": route.config.get("platform") or route.config.get("backend", ""),
-            "inputs": tensors("inputs"), "outputs": tensors("outputs")}
+    return {
+        "name": route.name,
+        "versions": [route.version],
+        "platform": route.config.get("platform") or route.config.get("backend", ""),
+        "inputs": tensors("inputs"),
+        "outputs": tensors("outputs"),
+    }
 
 
 @dataplane.get("/models/{name}")
@@ -443,11 +495,21 @@ async def infer_call(request: Request, body: bytes, name: str, version: str | No
         return v2_problem(request, exc)
     finally:
         if route is not None:
-            this.record(space=route.space_id, endpoint=route.name, model=route.model_id, version=route.version,
-                        user=principal.user_id if principal else "", status="success" if status < 400 else "error",
-                        type="infer", latency_ms=(time.perf_counter() - started) * 1000, request_bytes=len(body),
-                        response_bytes=size, correlation_id=getattr(request.state, "correlation_id", "") or "",
-                        error=error, time=datetime.now(UTC))
+            this.record(
+                space=route.space_id,
+                endpoint=route.name,
+                model=route.model_id,
+                version=route.version,
+                user=principal.user_id if principal else "",
+                status="success" if status < 400 else "error",
+                type="infer",
+                latency_ms=(time.perf_counter() - started) * 1000,
+                request_bytes=len(body),
+                response_bytes=size,
+                correlation_id=getattr(request.state, "correlation_id", "") or "",
+                error=error,
+                time=datetime.now(UTC),
+            )
 
 
 def _error_text(body: bytes) -> str:
@@ -465,8 +527,11 @@ async def _forward(this: DataPlane, route: Route, request: Request, body: bytes)
     rebuild, every, named = False, False, set()
     if binary_ok:
         if header_length:
-            headers = {"Content-Type": "application/octet-stream", "Accept-Encoding": "identity",
-                       "Inference-Header-Content-Length": header_length}
+            headers = {
+                "Content-Type": "application/octet-stream",
+                "Accept-Encoding": "identity",
+                "Inference-Header-Content-Length": header_length,
+            }
         payload = body
     else:
         if header_length:
@@ -481,7 +546,11 @@ async def _forward(this: DataPlane, route: Route, request: Request, body: bytes)
         if every or named:
             strip_binary_requests(head)
         rebuild = True
-        payload = json.dumps(head, separators=(",", ":")).encode() if (header_length or every or named) else body
+        payload = (
+            json.dumps(head, separators=(",", ":")).encode()
+            if (header_length or every or named)
+            else body
+        )
     url = f"{base}/v2/models/{route.served_name}/versions/{route.version}/infer"
     try:
         async with this.http().post(url, data=payload, headers=headers) as upstream:
@@ -490,13 +559,17 @@ async def _forward(this: DataPlane, route: Route, request: Request, body: bytes)
             upstream_length = upstream.headers.get(HEADER_LENGTH)
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         this.forget(route)
-        raise Unavailable(f"the model server of endpoint {route.name!r} did not answer "
-                          f"({type(exc).__name__})") from None
+        raise Unavailable(
+            f"the model server of endpoint {route.name!r} did not answer ({type(exc).__name__})"
+        ) from None
     if status >= 400:
         if status in (502, 503, 504):
             this.forget(route)
-        return Response(_upstream_error(content, status), status_code=status if status < 500 else 502,
-                        media_type=PROBLEM)
+        return Response(
+            _upstream_error(content, status),
+            status_code=status if status < 500 else 502,
+            media_type=PROBLEM,
+        )
     if not rebuild:
         out_headers = {HEADER_LENGTH: upstream_length} if upstream_length else None
         media = "application/octet-stream" if upstream_length else "application/json"
@@ -508,7 +581,9 @@ async def _forward(this: DataPlane, route: Route, request: Request, body: bytes)
     response = json.loads(content)
     response["model_name"] = route.name
     out, length = encode_outputs(response, every, named)
-    return Response(out, media_type="application/octet-stream", headers={HEADER_LENGTH: str(length)})
+    return Response(
+        out, media_type="application/octet-stream", headers={HEADER_LENGTH: str(length)}
+    )
 
 
 def _renamed(content: bytes, route: Route) -> bytes:
@@ -518,8 +593,8 @@ def _renamed(content: bytes, route: Route) -> bytes:
     the tensors. Otherwise the response is decoded and encoded again.
     """
     served = b'{"model_name":' + json.dumps(route.served_name).encode()
-    if content.startswith(served) and content[len(served):len(served) + 1] in (b",", b"}"):
-        return b'{"model_name":' + json.dumps(route.name).encode() + content[len(served):]
+    if content.startswith(served) and content[len(served) : len(served) + 1] in (b",", b"}"):
+        return b'{"model_name":' + json.dumps(route.name).encode() + content[len(served) :]
     try:
         response = json.loads(content)
     except ValueError:
@@ -530,8 +605,15 @@ def _renamed(content: bytes, route: Route) -> bytes:
 
 def _upstream_error(content: bytes, status: int) -> bytes:
     detail = _error_text(content)
-    return json.dumps({"type": f"urn:mlplane:problem:{status}", "title": "Inference failed",
-                       "status": status, "detail": detail, "error": detail}).encode()
+    return json.dumps(
+        {
+            "type": f"urn:mlplane:problem:{status}",
+            "title": "Inference failed",
+            "status": status,
+            "detail": detail,
+            "error": detail,
+        }
+    ).encode()
 
 
 def _json(body: dict[str, Any]) -> Response:

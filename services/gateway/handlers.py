@@ -33,8 +33,6 @@ def user_id_for(name: str) -> str:
     return "u" + hashlib.sha256(f"mlplane-user:{name.strip().lower()}".encode()).hexdigest()[:24]
 
 
-
-
 # ---------------------------------------------------------------- spaces
 
 

@@ -45,7 +45,10 @@ class InferencePath:
         request_id = given_id(scope, b"x-request-id") or uuid.uuid4().hex
         correlation_id = given_id(scope, b"x-correlation-id") or request_id
         scope.setdefault("state", {}).update(request_id=request_id, correlation_id=correlation_id)
-        ids = [(b"x-request-id", request_id.encode()), (b"x-correlation-id", correlation_id.encode())]
+        ids = [
+            (b"x-request-id", request_id.encode()),
+            (b"x-correlation-id", correlation_id.encode()),
+        ]
         sent = False
 
         async def send_with_ids(message: Message) -> None:
@@ -58,17 +61,29 @@ class InferencePath:
         try:
             body = await self._body(scope, receive)
             if body is None:
-                await send_problem(send_with_ids, 413, "Request body too large",
-                                   f"request bodies are limited to {self.max_bytes} bytes",
-                                   instance=scope["path"], request_id=request_id)
+                await send_problem(
+                    send_with_ids,
+                    413,
+                    "Request body too large",
+                    f"request bodies are limited to {self.max_bytes} bytes",
+                    instance=scope["path"],
+                    request_id=request_id,
+                )
                 return
-            response = await infer_call(Request(scope, receive), body, match.group(1), match.group(2))
+            response = await infer_call(
+                Request(scope, receive), body, match.group(1), match.group(2)
+            )
             await response(scope, receive, send_with_ids)
         except Exception:
             log.exception("unhandled error, request %s", request_id)
             if not sent:
-                await send_problem(send_with_ids, 500, "Internal error",
-                                   "the server failed to handle this request", request_id=request_id)
+                await send_problem(
+                    send_with_ids,
+                    500,
+                    "Internal error",
+                    "the server failed to handle this request",
+                    request_id=request_id,
+                )
         finally:
             route = ROUTES[match.group(2) is not None]
             self.metrics.observe("POST", route, status, time.perf_counter() - started)

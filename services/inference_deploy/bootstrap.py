@@ -3,6 +3,7 @@ Kubernetes runtime for endpoints on `kubernetes://`).
 
 Importing this module connects to nothing; `_on_start` does, inside the app's lifespan.
 """
+
 from __future__ import annotations
 
 from mlplane import aggregates
@@ -34,8 +35,13 @@ async def _on_start(kernel: Kernel) -> None:
     async def cluster_of(space_id: str):
         return (await aggregates.load(kernel.log, CLUSTERS, space_id))[0]
 
-    kube = KubernetesEndpoints(cluster_of, image=settings.triton_image, namespace=settings.namespace,
-                               artifacts_url=kernel.settings.artifacts, poll_s=settings.kube_poll_s)
+    kube = KubernetesEndpoints(
+        cluster_of,
+        image=settings.triton_image,
+        namespace=settings.namespace,
+        artifacts_url=kernel.settings.artifacts,
+        poll_s=settings.kube_poll_s,
+    )
     worker = RolloutWorker(kernel, kube)
     await worker.start()
 

@@ -1,4 +1,5 @@
 """Commands of the inference-endpoint context."""
+
 from __future__ import annotations
 
 from typing import Any

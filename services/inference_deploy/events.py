@@ -7,6 +7,7 @@ change — the first deployment included — is a revision: `revision_id` (a UUI
 earlier revision's (`rollback_of`). A removed endpoint keeps its history; deploying the name again
 starts a new life on the same stream, and its revisions go on counting.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -5,6 +5,7 @@ its rollout cannot proceed, `removed` at the end. Every change of its specificat
 revision; a change that changes nothing decides nothing, and a rollback is a new revision that
 carries an earlier one's specification.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,15 +21,24 @@ from . import commands as c
 from . import events as e
 
 PENDING, RUNNING, FAILED, REMOVED = "pending", "running", "failed", "removed"
-CONFIGURABLE = ("model_id", "version", "served_name", "format", "checkpoint_id", "model_name",
-                "replicas", "selector", "resources", "runtime")
+CONFIGURABLE = (
+    "model_id",
+    "version",
+    "served_name",
+    "format",
+    "checkpoint_id",
+    "model_name",
+    "replicas",
+    "selector",
+    "resources",
+    "runtime",
+)
 
 
 def endpoint_id(space_id: str, name: str) -> str:
     """One name is one stream in a space: the id is a UUID derived from both."""
     digest = hashlib.sha256(f"{space_id}/{name}".encode()).hexdigest()
     return str(uuid.UUID(hex=digest[:32]))
-
 
 
 class EndpointState(BaseModel):
@@ -66,23 +76,57 @@ def evolve_endpoint(state: EndpointState, env: Envelope) -> EndpointState:
     phase = {"phase_updated_at": at, "updated_at": at}
     match env.data:
         case e.EndpointDeployed() as ev:
-            revision = {"id": ev.revision_id, "revision": ev.revision, "spec": ev.spec, "created_at": at,
-                        "rollback_of": None}
-            return EndpointState(id=ev.endpoint_id, space_id=ev.space_id, name=ev.name, owner=ev.owner,
-                                 phase=PENDING, spec=ev.spec, revision_id=ev.revision_id, revision=ev.revision,
-                                 revisions=[*state.revisions, revision], created_at=at, **phase)
+            revision = {
+                "id": ev.revision_id,
+                "revision": ev.revision,
+                "spec": ev.spec,
+                "created_at": at,
+                "rollback_of": None,
+            }
+            return EndpointState(
+                id=ev.endpoint_id,
+                space_id=ev.space_id,
+                name=ev.name,
+                owner=ev.owner,
+                phase=PENDING,
+                spec=ev.spec,
+                revision_id=ev.revision_id,
+                revision=ev.revision,
+                revisions=[*state.revisions, revision],
+                created_at=at,
+                **phase,
+            )
         case e.EndpointReconfigured() as ev:
-            revision = {"id": ev.revision_id, "revision": ev.revision, "spec": ev.spec, "created_at": at,
-                        "rollback_of": ev.rollback_of}
+            revision = {
+                "id": ev.revision_id,
+                "revision": ev.revision,
+                "spec": ev.spec,
+                "created_at": at,
+                "rollback_of": ev.rollback_of,
+            }
             keep = ev.spec.get("served_name") == state.spec.get("served_name")
-            return state.model_copy(update={
-                "spec": ev.spec, "revision_id": ev.revision_id, "revision": ev.revision,
-                "revisions": [*state.revisions, revision], "reason": "",
-                "phase": RUNNING if keep and state.targets else PENDING, **phase})
+            return state.model_copy(
+                update={
+                    "spec": ev.spec,
+                    "revision_id": ev.revision_id,
+                    "revision": ev.revision,
+                    "revisions": [*state.revisions, revision],
+                    "reason": "",
+                    "phase": RUNNING if keep and state.targets else PENDING,
+                    **phase,
+                }
+            )
         case e.EndpointRolledOut() as ev:
-            return state.model_copy(update={"targets": ev.targets, "url": ev.url, "reason": "",
-                                            "serving": ev.served_name,
-                                            "phase": RUNNING if (ev.targets or ev.url) else PENDING, **phase})
+            return state.model_copy(
+                update={
+                    "targets": ev.targets,
+                    "url": ev.url,
+                    "reason": "",
+                    "serving": ev.served_name,
+                    "phase": RUNNING if (ev.targets or ev.url) else PENDING,
+                    **phase,
+                }
+            )
         case e.EndpointFailed(reason=reason):
             return state.model_copy(update={"phase": FAILED, "reason": reason, **phase})
         case e.EndpointRemoved():
@@ -103,9 +147,17 @@ def _live(state: EndpointState) -> EndpointState:
 def deploy(state: EndpointState, cmd: c.DeployEndpoint) -> list[Event]:
     if state.live:
         raise Conflict(f"an endpoint named {cmd.name!r} exists in this space; change or remove it")
-    return [e.EndpointDeployed(endpoint_id=cmd.endpoint_id, space_id=cmd.space_id, name=cmd.name,
-                               revision_id=cmd.revision_id, revision=len(state.revisions) + 1,
-                               spec=cmd.spec, owner=cmd.owner)]
+    return [
+        e.EndpointDeployed(
+            endpoint_id=cmd.endpoint_id,
+            space_id=cmd.space_id,
+            name=cmd.name,
+            revision_id=cmd.revision_id,
+            revision=len(state.revisions) + 1,
+            spec=cmd.spec,
+            owner=cmd.owner,
+        )
+    ]
 
 
 def reconfigure(state: EndpointState, cmd: c.ReconfigureEndpoint) -> list[Event]:
@@ -113,39 +165,70 @@ def reconfigure(state: EndpointState, cmd: c.ReconfigureEndpoint) -> list[Event]
     spec = {**state.spec, **{k: v for k, v in cmd.changes.items() if k in CONFIGURABLE}}
     if spec == state.spec:
         return []
-    return [e.EndpointReconfigured(endpoint_id=state.id, revision_id=cmd.revision_id,
-                                   revision=len(state.revisions) + 1, spec=spec)]
+    return [
+        e.EndpointReconfigured(
+            endpoint_id=state.id,
+            revision_id=cmd.revision_id,
+            revision=len(state.revisions) + 1,
+            spec=spec,
+        )
+    ]
 
 
 def roll_back(state: EndpointState, cmd: c.RollBackEndpoint) -> list[Event]:
     _live(state)
-    target = next((r for r in state.revisions
-                   if r["id"] == cmd.to_revision or str(r["revision"]) == cmd.to_revision), None)
+    target = next(
+        (
+            r
+            for r in state.revisions
+            if r["id"] == cmd.to_revision or str(r["revision"]) == cmd.to_revision
+        ),
+        None,
+    )
     if target is None:
         raise NotFound(f"endpoint {state.name!r} has no revision {cmd.to_revision!r}")
     if target["spec"] == state.spec:
         raise Conflict(f"the endpoint already runs revision {target['revision']}'s configuration")
-    return [e.EndpointReconfigured(endpoint_id=state.id, revision_id=cmd.revision_id,
-                                   revision=len(state.revisions) + 1, spec=target["spec"],
-                                   rollback_of=target["id"])]
+    return [
+        e.EndpointReconfigured(
+            endpoint_id=state.id,
+            revision_id=cmd.revision_id,
+            revision=len(state.revisions) + 1,
+            spec=target["spec"],
+            rollback_of=target["id"],
+        )
+    ]
 
 
 def roll_out(state: EndpointState, cmd: c.RollOutEndpoint) -> list[Event]:
     if not state.live or cmd.served_name != state.spec.get("served_name"):
         return []
     targets = sorted(set(cmd.targets))
-    if (targets, cmd.url, cmd.served_name) == (state.targets, state.url, state.serving) and state.phase == RUNNING:
+    if (targets, cmd.url, cmd.served_name) == (
+        state.targets,
+        state.url,
+        state.serving,
+    ) and state.phase == RUNNING:
         return []
     if not targets and not cmd.url and not state.targets and not state.url:
         return []
-    return [e.EndpointRolledOut(endpoint_id=state.id, revision_id=state.revision_id,
-                                served_name=cmd.served_name, targets=targets, url=cmd.url)]
+    return [
+        e.EndpointRolledOut(
+            endpoint_id=state.id,
+            revision_id=state.revision_id,
+            served_name=cmd.served_name,
+            targets=targets,
+            url=cmd.url,
+        )
+    ]
 
 
 def fail(state: EndpointState, cmd: c.FailEndpoint) -> list[Event]:
     if not state.live or (state.phase == FAILED and state.reason == cmd.reason):
         return []
-    return [e.EndpointFailed(endpoint_id=state.id, revision_id=state.revision_id, reason=cmd.reason)]
+    return [
+        e.EndpointFailed(endpoint_id=state.id, revision_id=state.revision_id, reason=cmd.reason)
+    ]
 
 
 def remove(state: EndpointState, cmd: c.RemoveEndpoint) -> list[Event]:

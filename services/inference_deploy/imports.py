@@ -5,6 +5,7 @@ are read from the shared artifact store and registered like an upload, with the 
 on the version (the checkpoint's provenance then lists the version among its uses). The model's
 id derives from the checkpoint's, so deploying one checkpoint twice registers it once.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,8 +41,20 @@ async def import_checkpoint(kernel, ctx, space: str, checkpoint_id: str) -> Mode
             await serving.store.get_tree(doc["key"], folder)
         except NotFound:
             raise NotFound(f"the files of checkpoint {checkpoint_id!r} are gone") from None
-        uploads = [Upload(p.relative_to(folder).as_posix(), p) for p in sorted(folder.rglob("*"))
-                   if p.is_file() and p.name not in SKIPPED]
-        return await create_model(serving, ctx, space, doc["name"], f"from checkpoint {checkpoint_id}",
-                                  uploads, Path(tmp), checkpoint_id=checkpoint_id, source="checkpoint",
-                                  model_id=model_id)
+        uploads = [
+            Upload(p.relative_to(folder).as_posix(), p)
+            for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name not in SKIPPED
+        ]
+        return await create_model(
+            serving,
+            ctx,
+            space,
+            doc["name"],
+            f"from checkpoint {checkpoint_id}",
+            uploads,
+            Path(tmp),
+            checkpoint_id=checkpoint_id,
+            source="checkpoint",
+            model_id=model_id,
+        )

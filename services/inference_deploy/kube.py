@@ -7,6 +7,7 @@ version from the artifact store into an emptyDir mounted as Triton's model repos
 then polls the Deployment: all replicas available is `EndpointRolledOut` with the Service's URL,
 a `ProgressDeadlineExceeded` condition is `EndpointFailed`. Removing the endpoint deletes both.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -42,58 +43,119 @@ def api_client(manager_url: str, token: str | None) -> client.ApiClient:
     return client.ApiClient(config)
 
 
-def build_deployment(state, *, image: str, namespace: str, artifacts_url: str, key: str,
-                     fetcher_image: str = FETCHER_IMAGE) -> client.V1Deployment:
+def build_deployment(
+    state,
+    *,
+    image: str,
+    namespace: str,
+    artifacts_url: str,
+    key: str,
+    fetcher_image: str = FETCHER_IMAGE,
+) -> client.V1Deployment:
     spec = state.spec
     name = resource_name(state.name, state.id)
-    labels = {"app.kubernetes.io/managed-by": "mlplane", "app.kubernetes.io/name": name, LABEL: state.id,
-              "mlplane.io/space-id": state.space_id, "mlplane.io/revision": str(state.revision)}
+    labels = {
+        "app.kubernetes.io/managed-by": "mlplane",
+        "app.kubernetes.io/name": name,
+        LABEL: state.id,
+        "mlplane.io/space-id": state.space_id,
+        "mlplane.io/revision": str(state.revision),
+    }
     selector = {"app.kubernetes.io/name": name, LABEL: state.id}
     resources = spec.get("resources", {})
-    quantities = {k: str(v) for k, v in (("cpu", resources.get("cpu")),
-                                         ("memory", f"{resources['memory_mb']}Mi" if resources.get("memory_mb") else None))
-                  if v}
-    limits = {**quantities, **({"nvidia.com/gpu": str(resources["gpu"])} if resources.get("gpu") else {})}
+    quantities = {
+        k: str(v)
+        for k, v in (
+            ("cpu", resources.get("cpu")),
+            ("memory", f"{resources['memory_mb']}Mi" if resources.get("memory_mb") else None),
+        )
+        if v
+    }
+    limits = {
+        **quantities,
+        **({"nvidia.com/gpu": str(resources["gpu"])} if resources.get("gpu") else {}),
+    }
     repository = client.V1VolumeMount(name="models", mount_path="/models")
     served = spec["served_name"]
     fetch = client.V1Container(
-        name="fetch-model", image=fetcher_image,
-        command=["python", "-c", "import asyncio, sys; from mlplane.artifacts import open_store; "
-                 "asyncio.run(open_store(sys.argv[1]).get_tree(sys.argv[2], sys.argv[3]))",
-                 artifacts_url, key, f"/models/{served}"],
-        volume_mounts=[repository])
+        name="fetch-model",
+        image=fetcher_image,
+        command=[
+            "python",
+            "-c",
+            (
+                "import asyncio, sys; from mlplane.artifacts import open_store; "
+                "asyncio.run(open_store(sys.argv[1]).get_tree(sys.argv[2], sys.argv[3]))"
+            ),
+            artifacts_url,
+            key,
+            f"/models/{served}",
+        ],
+        volume_mounts=[repository],
+    )
     triton = client.V1Container(
-        name="triton", image=image,
-        args=["tritonserver", "--model-repository=/models", "--model-control-mode=poll", "--strict-readiness=true"],
-        ports=[client.V1ContainerPort(name="http", container_port=8000),
-               client.V1ContainerPort(name="grpc", container_port=8001),
-               client.V1ContainerPort(name="metrics", container_port=8002)],
-        readiness_probe=client.V1Probe(http_get=client.V1HTTPGetAction(path="/v2/health/ready", port="http"),
-                                       period_seconds=5),
-        liveness_probe=client.V1Probe(http_get=client.V1HTTPGetAction(path="/v2/health/live", port="http"),
-                                      period_seconds=10, failure_threshold=6),
+        name="triton",
+        image=image,
+        args=[
+            "tritonserver",
+            "--model-repository=/models",
+            "--model-control-mode=poll",
+            "--strict-readiness=true",
+        ],
+        ports=[
+            client.V1ContainerPort(name="http", container_port=8000),
+            client.V1ContainerPort(name="grpc", container_port=8001),
+            client.V1ContainerPort(name="metrics", container_port=8002),
+        ],
+        readiness_probe=client.V1Probe(
+            http_get=client.V1HTTPGetAction(path="/v2/health/ready", port="http"), period_seconds=5
+        ),
+        liveness_probe=client.V1Probe(
+            http_get=client.V1HTTPGetAction(path="/v2/health/live", port="http"),
+            period_seconds=10,
+            failure_threshold=6,
+        ),
         resources=client.V1ResourceRequirements(requests=quantities or None, limits=limits or None),
-        volume_mounts=[repository])
-    pod = client.V1PodSpec(init_containers=[fetch], containers=[triton], automount_service_account_token=False,
-                           volumes=[client.V1Volume(name="models", empty_dir=client.V1EmptyDirVolumeSource())],
-                           node_selector=spec.get("selector") or None)
+        volume_mounts=[repository],
+    )
+    pod = client.V1PodSpec(
+        init_containers=[fetch],
+        containers=[triton],
+        automount_service_account_token=False,
+        volumes=[client.V1Volume(name="models", empty_dir=client.V1EmptyDirVolumeSource())],
+        node_selector=spec.get("selector") or None,
+    )
     return client.V1Deployment(
-        api_version="apps/v1", kind="Deployment",
+        api_version="apps/v1",
+        kind="Deployment",
         metadata=client.V1ObjectMeta(name=name, namespace=namespace, labels=labels),
         spec=client.V1DeploymentSpec(
-            replicas=int(spec.get("replicas", 1)), progress_deadline_seconds=600,
+            replicas=int(spec.get("replicas", 1)),
+            progress_deadline_seconds=600,
             selector=client.V1LabelSelector(match_labels=selector),
-            template=client.V1PodTemplateSpec(metadata=client.V1ObjectMeta(labels=labels), spec=pod)))
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels), spec=pod
+            ),
+        ),
+    )
 
 
 def build_service(state, *, namespace: str) -> client.V1Service:
     name = resource_name(state.name, state.id)
     return client.V1Service(
-        api_version="v1", kind="Service",
-        metadata=client.V1ObjectMeta(name=name, namespace=namespace,
-                                     labels={"app.kubernetes.io/managed-by": "mlplane", LABEL: state.id}),
-        spec=client.V1ServiceSpec(type="ClusterIP", selector={"app.kubernetes.io/name": name, LABEL: state.id},
-                                  ports=[client.V1ServicePort(name="http", port=8000, target_port="http")]))
+        api_version="v1",
+        kind="Service",
+        metadata=client.V1ObjectMeta(
+            name=name,
+            namespace=namespace,
+            labels={"app.kubernetes.io/managed-by": "mlplane", LABEL: state.id},
+        ),
+        spec=client.V1ServiceSpec(
+            type="ClusterIP",
+            selector={"app.kubernetes.io/name": name, LABEL: state.id},
+            ports=[client.V1ServicePort(name="http", port=8000, target_port="http")],
+        ),
+    )
 
 
 def service_url(state, namespace: str) -> str:
@@ -101,8 +163,15 @@ def service_url(state, namespace: str) -> str:
 
 
 class KubernetesEndpoints:
-    def __init__(self, clusters: ClusterLookup, *, image: str, namespace: str, artifacts_url: str,
-                 poll_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        clusters: ClusterLookup,
+        *,
+        image: str,
+        namespace: str,
+        artifacts_url: str,
+        poll_s: float = 2.0,
+    ) -> None:
         self.clusters = clusters
         self.image = image
         self.namespace = namespace
@@ -133,8 +202,9 @@ class KubernetesEndpoints:
         return api
 
     async def _key(self, state) -> str:
-        from services.triton_manager.handlers import MODELS
         from mlplane import aggregates
+
+        from services.triton_manager.handlers import MODELS
 
         model, _ = await aggregates.load(self.worker.kernel.log, MODELS, state.spec["model_id"])
         return model.versions[str(state.spec["version"])]["key"]
@@ -142,20 +212,35 @@ class KubernetesEndpoints:
     async def apply(self, state) -> None:
         try:
             api = await self._api(state.space_id)
-            deployment = build_deployment(state, image=self.image, namespace=self.namespace,
-                                          artifacts_url=self.artifacts_url, key=await self._key(state))
+            deployment = build_deployment(
+                state,
+                image=self.image,
+                namespace=self.namespace,
+                artifacts_url=self.artifacts_url,
+                key=await self._key(state),
+            )
             svc = build_service(state, namespace=self.namespace)
             apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
-            await _create_or_replace(apps.create_namespaced_deployment, apps.replace_namespaced_deployment,
-                                     deployment, self.namespace)
-            await _create_or_replace(core.create_namespaced_service, core.replace_namespaced_service, svc,
-                                     self.namespace)
+            await _create_or_replace(
+                apps.create_namespaced_deployment,
+                apps.replace_namespaced_deployment,
+                deployment,
+                self.namespace,
+            )
+            await _create_or_replace(
+                core.create_namespaced_service, core.replace_namespaced_service, svc, self.namespace
+            )
         except (ApiException, RuntimeError, OSError) as exc:
             reason = f"the cluster refused the endpoint: {getattr(exc, 'status', '')} {getattr(exc, 'reason', exc)}"
-            await self.worker.execute(c.FailEndpoint(endpoint_id=state.id, reason=reason.strip()), state.space_id)
+            await self.worker.execute(
+                c.FailEndpoint(endpoint_id=state.id, reason=reason.strip()), state.space_id
+            )
             return
-        await self.worker.note(state, f"applied Deployment and Service {self.namespace}/"
-                                      f"{resource_name(state.name, state.id)}")
+        await self.worker.note(
+            state,
+            f"applied Deployment and Service {self.namespace}/"
+            f"{resource_name(state.name, state.id)}",
+        )
         previous = self._watches.pop(state.id, None)
         if previous is not None:
             previous.cancel()
@@ -166,23 +251,44 @@ class KubernetesEndpoints:
         name = resource_name(state.name, state.id)
         while True:
             try:
-                current = await asyncio.to_thread(apps.read_namespaced_deployment_status, name, self.namespace)
+                current = await asyncio.to_thread(
+                    apps.read_namespaced_deployment_status, name, self.namespace
+                )
             except ApiException as exc:
                 log.warning("reading deployment %s failed: %s", name, exc.status)
                 await asyncio.sleep(self.poll_s)
                 continue
             status = current.status or client.V1DeploymentStatus()
             wanted = int(state.spec.get("replicas", 1))
-            failed = [cond for cond in status.conditions or [] if cond.reason == "ProgressDeadlineExceeded"]
+            failed = [
+                cond
+                for cond in status.conditions or []
+                if cond.reason == "ProgressDeadlineExceeded"
+            ]
             if failed:
-                await self.worker.execute(c.FailEndpoint(endpoint_id=state.id, reason=failed[0].message or
-                                                         "the rollout did not progress"), state.space_id)
+                await self.worker.execute(
+                    c.FailEndpoint(
+                        endpoint_id=state.id,
+                        reason=failed[0].message or "the rollout did not progress",
+                    ),
+                    state.space_id,
+                )
                 return
-            if (status.available_replicas or 0) >= wanted and (status.updated_replicas or 0) >= wanted:
-                await self.worker.execute(c.RollOutEndpoint(endpoint_id=state.id, served_name=state.spec["served_name"],
-                                                            targets=[], url=service_url(state, self.namespace)),
-                                          state.space_id)
-                await self.worker.note(state, f"rolled out: {status.available_replicas} replica(s) available")
+            if (status.available_replicas or 0) >= wanted and (
+                status.updated_replicas or 0
+            ) >= wanted:
+                await self.worker.execute(
+                    c.RollOutEndpoint(
+                        endpoint_id=state.id,
+                        served_name=state.spec["served_name"],
+                        targets=[],
+                        url=service_url(state, self.namespace),
+                    ),
+                    state.space_id,
+                )
+                await self.worker.note(
+                    state, f"rolled out: {status.available_replicas} replica(s) available"
+                )
                 return
             await asyncio.sleep(self.poll_s)
 
@@ -193,10 +299,14 @@ class KubernetesEndpoints:
         with contextlib.suppress(RuntimeError):
             api = await self._api(state.space_id)
             name = resource_name(state.name, state.id)
-            for call in (client.AppsV1Api(api).delete_namespaced_deployment,
-                         client.CoreV1Api(api).delete_namespaced_service):
+            for call in (
+                client.AppsV1Api(api).delete_namespaced_deployment,
+                client.CoreV1Api(api).delete_namespaced_service,
+            ):
                 try:
-                    await asyncio.to_thread(call, name, self.namespace, propagation_policy="Background")
+                    await asyncio.to_thread(
+                        call, name, self.namespace, propagation_policy="Background"
+                    )
                 except ApiException as exc:
                     if exc.status != 404:
                         raise

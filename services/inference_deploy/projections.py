@@ -4,6 +4,7 @@
 endpoint, a snapshot of its configuration for every change (seed 004), each with the phase its
 rollout reached; `deploy_revision_index` finds a revision's endpoint from the revision's id.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -20,8 +21,13 @@ ENDPOINTS = "deploy_endpoints"
 REVISIONS = "deploy_revisions"
 REVISION_INDEX = "deploy_revision_index"
 
-LIFECYCLE = (e.EndpointDeployed, e.EndpointReconfigured, e.EndpointRolledOut, e.EndpointFailed,
-             e.EndpointRemoved)
+LIFECYCLE = (
+    e.EndpointDeployed,
+    e.EndpointReconfigured,
+    e.EndpointRolledOut,
+    e.EndpointFailed,
+    e.EndpointRemoved,
+)
 
 
 def _types(*classes: type) -> frozenset[str]:
@@ -36,14 +42,18 @@ class Endpoints(Projection):
         return event.data.endpoint_id
 
     def evolve(self, doc: Doc | None, event: Envelope) -> Doc | None:
-        state = evolve_endpoint(EndpointState.model_validate(doc["_state"]) if doc else EndpointState(), event)
+        state = evolve_endpoint(
+            EndpointState.model_validate(doc["_state"]) if doc else EndpointState(), event
+        )
         if not state.live:
-            return {"_state": state.model_dump(mode="json"), "removed": True, "id": state.id,
-                    "space_id": state.space_id, "name": state.name}
+            return {
+                "_state": state.model_dump(mode="json"),
+                "removed": True,
+                "id": state.id,
+                "space_id": state.space_id,
+                "name": state.name,
+            }
         return {"_state": state.model_dump(mode="json"), **state.to_doc(), "removed": False}
-
-
-
 
 
 class Revisions(Projection):
@@ -66,31 +76,61 @@ class Revisions(Projection):
             revisions.append(snapshot(data, space, name, at))
         elif revisions and isinstance(data, e.EndpointRolledOut):
             running = bool(data.targets or data.url)
-            revisions[-1] = {**revisions[-1], "phase": "Running" if running else "Pending",
-                             "phaseMessage": "", "phaseUpdatedAt": at,
-                             "runningPods": len(data.targets) or (1 if data.url else 0),
-                             "currentNodePools": data.targets}
+            revisions[-1] = {
+                **revisions[-1],
+                "phase": "Running" if running else "Pending",
+                "phaseMessage": "",
+                "phaseUpdatedAt": at,
+                "runningPods": len(data.targets) or (1 if data.url else 0),
+                "currentNodePools": data.targets,
+            }
         elif revisions and isinstance(data, e.EndpointFailed):
-            revisions[-1] = {**revisions[-1], "phase": "Failed", "phaseMessage": data.reason, "phaseUpdatedAt": at}
+            revisions[-1] = {
+                **revisions[-1],
+                "phase": "Failed",
+                "phaseMessage": data.reason,
+                "phaseUpdatedAt": at,
+            }
         elif isinstance(data, e.EndpointRemoved):
-            revisions = [r if r.get("deletedAt") else {**r, "deletedAt": at, "phase": "Deleted", "phaseUpdatedAt": at}
-                         for r in revisions]
+            revisions = [
+                r
+                if r.get("deletedAt")
+                else {**r, "deletedAt": at, "phase": "Deleted", "phaseUpdatedAt": at}
+                for r in revisions
+            ]
         return {**doc, "revisions": revisions}
 
 
-def snapshot(data: e.EndpointDeployed | e.EndpointReconfigured, space: str, name: str, at: str) -> Doc:
+def snapshot(
+    data: e.EndpointDeployed | e.EndpointReconfigured, space: str, name: str, at: str
+) -> Doc:
     spec = data.spec
     runtime = spec.get("runtime", "local://")
     selector = spec.get("selector", {})
     return {
-        "type": "inference-revision", "name": name, "id": data.revision_id, "workloadId": data.endpoint_id,
-        "revision": data.revision, "tenantId": 0, "clusterId": runtime, "projectId": space,
-        "departmentId": space, "createdAt": at, "deletedAt": None,
-        "requestedNodePools": [f"{k}={v}" for k, v in sorted(selector.items())], "currentNodePools": [],
-        "runningPods": 0, "requestedPods": spec.get("replicas", 1),
+        "type": "inference-revision",
+        "name": name,
+        "id": data.revision_id,
+        "workloadId": data.endpoint_id,
+        "revision": data.revision,
+        "tenantId": 0,
+        "clusterId": runtime,
+        "projectId": space,
+        "departmentId": space,
+        "createdAt": at,
+        "deletedAt": None,
+        "requestedNodePools": [f"{k}={v}" for k, v in sorted(selector.items())],
+        "currentNodePools": [],
+        "runningPods": 0,
+        "requestedPods": spec.get("replicas", 1),
         "images": [spec.get("image") or ("mlserver" if runtime == "local://" else "tritonserver")],
-        "command": "", "arguments": "", "phase": "Pending", "phaseMessage": "", "phaseUpdatedAt": at,
-        "spec": spec, "rollbackOf": getattr(data, "rollback_of", None),
+        "command": "",
+        "arguments": "",
+        "phase": "Pending",
+        "phaseMessage": "",
+        "phaseUpdatedAt": at,
+        "spec": spec,
+        "rollbackOf": getattr(data, "rollback_of", None),
     }
 
 
@@ -102,8 +142,11 @@ class RevisionIndex(Projection):
         return event.data.revision_id
 
     def evolve(self, doc: Doc | None, event: Envelope) -> Doc:
-        return {"revision_id": event.data.revision_id, "endpoint_id": event.data.endpoint_id,
-                "space_id": event.space or getattr(event.data, "space_id", "")}
+        return {
+            "revision_id": event.data.revision_id,
+            "endpoint_id": event.data.endpoint_id,
+            "space_id": event.space or getattr(event.data, "space_id", ""),
+        }
 
 
 def projections() -> list[Projection]:

@@ -35,13 +35,14 @@ async def ingest(args: argparse.Namespace) -> None:
         store,
         topic=args.topic,
         group=args.group or logs.ingest_group,
+        prefix=settings.prefix,
         batch=args.batch or logs.ingest_batch,
         session_timeout_ms=logs.ingest_session_timeout_ms,
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
-    print(f"ingest: {args.topic} -> {url}", flush=True)
+    print(f"ingest: {worker.topic} -> {url}", flush=True)
     try:
         await worker.run()
     finally:
@@ -53,7 +54,7 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("ingest", help="consume inference logs into the log store")
     run.add_argument("--bootstrap", help="Kafka host:port (default: from MLPLANE_BUS_URL)")
-    run.add_argument("--topic", default=TOPIC)
+    run.add_argument("--topic", default=TOPIC, help="topic, under MLPLANE_PREFIX like the group")
     run.add_argument("--group", help="consumer group (default: MLPLANE_LOGS_INGEST_GROUP)")
     run.add_argument(
         "--store", help="log store URL (default: MLPLANE_LOGS_URL or beside the event store)"

@@ -83,6 +83,7 @@ async def _on_start(kernel: Kernel) -> None:
             bootstrap,
             store,
             group=settings.ingest_group,
+            prefix=kernel.settings.prefix,
             batch=settings.ingest_batch,
             session_timeout_ms=settings.ingest_session_timeout_ms,
         )

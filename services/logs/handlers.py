@@ -24,8 +24,6 @@ STATUS_ENTITIES = frozenset(
 """Kinds of entity (stream prefixes) that accept status updates from outside."""
 
 
-
-
 # ---------------------------------------------------------------- subscriptions
 
 

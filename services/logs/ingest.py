@@ -1,6 +1,7 @@
 """The ingest: inference logs from the bus into the log store (raw log and summary buckets).
 
-Kafka mode reads `mlplane.inference` with its own aiokafka consumer group. Each fetch (up to
+Kafka mode reads `mlplane.inference` with its own aiokafka consumer group (both named under the
+deployment's `MLPLANE_PREFIX`, as the bus names them). Each fetch (up to
 `batch` logs over every partition it holds) is one store write (the store applies it exactly
 once, keyed by each partition's offsets), then one offset commit. Fetching and decoding the next
 batch overlaps with storing the last one, two batches ahead at most; on SQLite the writes run in
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.structs import TopicPartition
 from mlplane.bus import Bus, RetryPolicy, dlq_topic, topic_name
-from mlplane.bus.kafka import KafkaBus
+from mlplane.bus.kafka import KafkaBus, wire_name
 from mlplane.events import StoredEvent, new_id, registry
 from pydantic import ValidationError
 
@@ -94,12 +95,16 @@ class KafkaIngest(ConsumerRebalanceListener):
         *,
         topic: str = TOPIC,
         group: str = "mlplane-logs",
+        prefix: str = "",
         batch: int = 20_000,
         session_timeout_ms: int = 10_000,
         retry: RetryPolicy = STORE_RETRY,
         client_id: str = "mlplane-logs",
     ) -> None:
-        self.bootstrap, self.store, self.topic, self.group = bootstrap, store, topic, group
+        """`topic` and `group` are named as on the bus; `prefix` (`MLPLANE_PREFIX`) puts them
+        under the deployment's names on the broker, as `KafkaBus` does."""
+        self.bootstrap, self.store = bootstrap, store
+        self.topic, self.group = wire_name(prefix, topic), wire_name(prefix, group)
         self.batch, self.retry, self.client_id = batch, retry, client_id
         self.session_timeout_ms = session_timeout_ms
         self.consumer: AIOKafkaConsumer | None = None

@@ -165,17 +165,20 @@ def split(root: Path, manifest: Manifest) -> tuple[list[Path], list[Path]]:
 
 def pack(root: Path, paths: list[Path], out: Path) -> None:
     """A deterministic tar.gz of `paths` (sorted, zero times and owners)."""
-    with open(out, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
-        with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for path in sorted(paths, key=lambda p: p.relative_to(root).as_posix()):
-                info = tar.gettarinfo(str(path), arcname=path.relative_to(root).as_posix())
-                info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-                info.mode = 0o755 if info.mode & 0o111 else 0o644
-                if info.isreg():
-                    with open(path, "rb") as fh:
-                        tar.addfile(info, fh)
-                else:
-                    tar.addfile(info)
+    with (
+        open(out, "wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for path in sorted(paths, key=lambda p: p.relative_to(root).as_posix()):
+            info = tar.gettarinfo(str(path), arcname=path.relative_to(root).as_posix())
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            info.mode = 0o755 if info.mode & 0o111 else 0o644
+            if info.isreg():
+                with open(path, "rb") as fh:
+                    tar.addfile(info, fh)
+            else:
+                tar.addfile(info)
 
 
 @dataclass(frozen=True)

@@ -65,9 +65,9 @@ class Entry:
 def archive_kind(path: Path) -> str:
     with open(path, "rb") as fh:
         head = fh.read(262)
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "zip"
-    if head.startswith(b"\x1f\x8b") or head.startswith(b"BZh") or head.startswith(b"\xfd7zXZ"):
+    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ")):
         return "tar"
     if len(head) >= 262 and head[257:262] == b"ustar":
         return "tar"
@@ -205,7 +205,7 @@ class Unpacker:
 
 def tar_entries(path: Path) -> Iterator[tuple[Entry, BinaryIO | None]]:
     try:
-        archive = tarfile.open(path, "r:*")
+        archive = tarfile.open(path, "r:*")  # noqa: SIM115 - closed below; a bad archive is told apart from a bad entry
     except tarfile.TarError as exc:
         raise NotAnArchive(f"the bundle is not a readable tar archive: {exc}") from None
     with archive:

@@ -4,6 +4,7 @@ worker.
 
 Importing this module connects to nothing; `_on_start` does, inside the app's lifespan.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,16 +45,29 @@ async def register_local(kernel: Kernel, settings: ServingSettings):
     server_id = "local-" + hashlib.sha256(str(home).encode()).hexdigest()[:16]
     state, _ = await aggregates.load(kernel.log, SERVERS, server_id)
     port = settings.local_port or (state.port if state.registered and port_free(state.port) else 0)
-    local = ManagedMLServer(home / "serving" / "mlserver", port, workers=settings.local_workers,
-                            venv=settings.mlserver_venv)
+    local = ManagedMLServer(
+        home / "serving" / "mlserver",
+        port,
+        workers=settings.local_workers,
+        venv=settings.mlserver_venv,
+    )
     ctx = Context(actor="system", source="mlplane/triton-manager")
     repository = str(local.repository)
     if not state.registered:
-        command = c.RegisterServer(server_id=server_id, name="local", host="127.0.0.1", port=local.port,
-                                   kind="mlserver", managed=True, repository=repository,
-                                   labels={"managed": "true"})
+        command = c.RegisterServer(
+            server_id=server_id,
+            name="local",
+            host="127.0.0.1",
+            port=local.port,
+            kind="mlserver",
+            managed=True,
+            repository=repository,
+            labels={"managed": "true"},
+        )
     else:
-        command = c.UpdateServer(server_id=server_id, host="127.0.0.1", port=local.port, repository=repository)
+        command = c.UpdateServer(
+            server_id=server_id, host="127.0.0.1", port=local.port, repository=repository
+        )
     await aggregates.execute(kernel.log, SERVERS, server_id, decide, command, ctx)
     return local, server_id
 

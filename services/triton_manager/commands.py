@@ -1,5 +1,6 @@
 """Commands of the model-serving context. Each carries what its pure decision needs: ids, the
 files a route already stored, what a worker measured on a server."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -8,6 +8,7 @@ A placement is one model version on one server under a served name unique to tha
 (`served_name`), held by one or more holders (an endpoint id, or `admin` for a load asked through
 the registry's routes). The version is wanted on the server while anyone holds it.
 """
+
 from __future__ import annotations
 
 from typing import Any

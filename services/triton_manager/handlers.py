@@ -6,6 +6,7 @@ for versions that were loaded once (a placement still loading is converging, not
 for platform-served names nobody holds; it is reported when it changes, and the fleet worker
 reconciles it by loading and unloading.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -24,8 +25,6 @@ SERVED_PREFIX = "mlp-"
 def served_name(model_id: str, version: int) -> str:
     """The name a model version is served under: unique to that version on every server."""
     return f"{SERVED_PREFIX}{model_id}-{version}"
-
-
 
 
 # ---------------------------------------------------------------- models
@@ -59,17 +58,29 @@ def evolve_model(state: ModelState, env: Envelope) -> ModelState:
     at = stamp(env)
     match env.data:
         case e.ModelCreated() as ev:
-            return ModelState(id=ev.model_id, space_id=ev.space_id, name=ev.name,
-                              description=ev.description, created_at=at, created_by=env.actor or "",
-                              updated_at=at)
+            return ModelState(
+                id=ev.model_id,
+                space_id=ev.space_id,
+                name=ev.name,
+                description=ev.description,
+                created_at=at,
+                created_by=env.actor or "",
+                updated_at=at,
+            )
         case e.ModelUpdated() as ev:
-            changes = {k: v for k, v in ev.model_dump(exclude={"model_id"}).items() if v is not None}
+            changes = {
+                k: v for k, v in ev.model_dump(exclude={"model_id"}).items() if v is not None
+            }
             return state.model_copy(update={**changes, "updated_at": at})
         case e.ModelVersionAdded() as ev:
-            version = {**ev.model_dump(mode="json", exclude={"model_id"}), "created_at": at,
-                       "served_name": served_name(ev.model_id, ev.version)}
-            return state.model_copy(update={"versions": {**state.versions, str(ev.version): version},
-                                            "updated_at": at})
+            version = {
+                **ev.model_dump(mode="json", exclude={"model_id"}),
+                "created_at": at,
+                "served_name": served_name(ev.model_id, ev.version),
+            }
+            return state.model_copy(
+                update={"versions": {**state.versions, str(ev.version): version}, "updated_at": at}
+            )
         case e.ModelVersionDeleted(version=version):
             versions = {k: v for k, v in state.versions.items() if k != str(version)}
             return state.model_copy(update={"versions": versions, "updated_at": at})
@@ -96,8 +107,11 @@ def create_model(state: ModelState, cmd: c.CreateModel) -> list[Event]:
 
 def update_model(state: ModelState, cmd: c.UpdateModel) -> list[Event]:
     _live_model(state, cmd.model_id)
-    changes = {k: v for k, v in cmd.model_dump(exclude={"model_id"}).items()
-               if v is not None and v != getattr(state, k)}
+    changes = {
+        k: v
+        for k, v in cmd.model_dump(exclude={"model_id"}).items()
+        if v is not None and v != getattr(state, k)
+    }
     return [e.ModelUpdated(model_id=cmd.model_id, **changes)] if changes else []
 
 
@@ -109,7 +123,9 @@ def delete_model(state: ModelState, cmd: c.DeleteModel) -> list[Event]:
 def add_version(state: ModelState, cmd: c.AddVersion) -> list[Event]:
     _live_model(state, cmd.model_id)
     if str(cmd.version) in state.versions or cmd.version < state.next_version:
-        raise Conflict(f"version {cmd.version} of model {cmd.model_id!r} exists already; upload again")
+        raise Conflict(
+            f"version {cmd.version} of model {cmd.model_id!r} exists already; upload again"
+        )
     return [e.ModelVersionAdded(**cmd.model_dump())]
 
 
@@ -176,48 +192,87 @@ def evolve_server(state: ServerState, env: Envelope) -> ServerState:
     touched = {"updated_at": at}
     match env.data:
         case e.ServerRegistered() as ev:
-            return ServerState(id=ev.server_id, created_at=at,
-                               **ev.model_dump(exclude={"server_id"}), **touched)
+            return ServerState(
+                id=ev.server_id, created_at=at, **ev.model_dump(exclude={"server_id"}), **touched
+            )
         case e.ServerUpdated() as ev:
-            changes = {k: v for k, v in ev.model_dump(exclude={"server_id"}).items() if v is not None}
+            changes = {
+                k: v for k, v in ev.model_dump(exclude={"server_id"}).items() if v is not None
+            }
             return state.model_copy(update={**changes, **touched})
         case e.ServerDeleted():
             return state.model_copy(update={"deleted": True, **touched})
         case e.ServerHealthChanged() as ev:
-            return state.model_copy(update={"live": ev.live, "ready": ev.ready, "error": ev.error,
-                                            "health_changed_at": at, **touched})
+            return state.model_copy(
+                update={
+                    "live": ev.live,
+                    "ready": ev.ready,
+                    "error": ev.error,
+                    "health_changed_at": at,
+                    **touched,
+                }
+            )
         case e.ServerModelsObserved(loaded=loaded):
-            return state.model_copy(update={"loaded": sorted(loaded), "observed_at": at,
-                                            "drift": state.drift_against(loaded), **touched})
+            return state.model_copy(
+                update={
+                    "loaded": sorted(loaded),
+                    "observed_at": at,
+                    "drift": state.drift_against(loaded),
+                    **touched,
+                }
+            )
         case e.ServerDriftDetected(missing=missing, unexpected=unexpected):
-            return state.model_copy(update={"drift": {"missing": missing, "unexpected": unexpected},
-                                            **touched})
+            return state.model_copy(
+                update={"drift": {"missing": missing, "unexpected": unexpected}, **touched}
+            )
         case e.PlacementRequested() as ev:
             current = state.placements.get(ev.served_name)
             if current is None:
-                current = {"served_name": ev.served_name, "model_id": ev.model_id, "version": ev.version,
-                           "space_id": ev.space_id, "holders": [], "status": PENDING, "error": "",
-                           "requested_at": at}
+                current = {
+                    "served_name": ev.served_name,
+                    "model_id": ev.model_id,
+                    "version": ev.version,
+                    "space_id": ev.space_id,
+                    "holders": [],
+                    "status": PENDING,
+                    "error": "",
+                    "requested_at": at,
+                }
             holders = sorted({*current["holders"], ev.holder})
-            return state.model_copy(update={"placements": {**state.placements,
-                                                           ev.served_name: {**current, "holders": holders}},
-                                            **touched})
+            return state.model_copy(
+                update={
+                    "placements": {
+                        **state.placements,
+                        ev.served_name: {**current, "holders": holders},
+                    },
+                    **touched,
+                }
+            )
         case e.PlacementReleased(served_name=name, holder=holder):
             current = state.placements.get(name)
             if current is None:
                 return state
             holders = [h for h in current["holders"] if h != holder]
-            return state.model_copy(update={"placements": _placement(state, name, holders=holders),
-                                            **touched})
+            return state.model_copy(
+                update={"placements": _placement(state, name, holders=holders), **touched}
+            )
         case e.ModelVersionLoaded(served_name=name):
             loaded = sorted({*state.loaded, name})
-            after = state.model_copy(update={
-                "placements": _placement(state, name, status=LOADED, error="", loaded_at=at),
-                "loaded": loaded, **touched})
+            after = state.model_copy(
+                update={
+                    "placements": _placement(state, name, status=LOADED, error="", loaded_at=at),
+                    "loaded": loaded,
+                    **touched,
+                }
+            )
             return after.model_copy(update={"drift": after.drift_against(loaded)})
         case e.ModelVersionLoadFailed(served_name=name, error=error):
-            return state.model_copy(update={"placements": _placement(state, name, status=FAILED, error=error),
-                                            **touched})
+            return state.model_copy(
+                update={
+                    "placements": _placement(state, name, status=FAILED, error=error),
+                    **touched,
+                }
+            )
         case e.ModelVersionUnloaded(served_name=name):
             current = state.placements.get(name)
             placements = dict(state.placements)
@@ -249,8 +304,11 @@ def register_server(state: ServerState, cmd: c.RegisterServer) -> list[Event]:
 
 def update_server(state: ServerState, cmd: c.UpdateServer) -> list[Event]:
     _registered(state, cmd.server_id)
-    changes = {k: v for k, v in cmd.model_dump(exclude={"server_id"}).items()
-               if v is not None and v != getattr(state, k)}
+    changes = {
+        k: v
+        for k, v in cmd.model_dump(exclude={"server_id"}).items()
+        if v is not None and v != getattr(state, k)
+    }
     return [e.ServerUpdated(server_id=cmd.server_id, **changes)] if changes else []
 
 
@@ -262,7 +320,11 @@ def delete_server(state: ServerState, cmd: c.DeleteServer) -> list[Event]:
 def record_health(state: ServerState, cmd: c.RecordHealth) -> list[Event]:
     if not state.registered:
         return []
-    if (state.live, state.ready, state.error) == (cmd.live, cmd.ready, cmd.error) and state.health_changed_at:
+    if (state.live, state.ready, state.error) == (
+        cmd.live,
+        cmd.ready,
+        cmd.error,
+    ) and state.health_changed_at:
         return []
     return [e.ServerHealthChanged(**cmd.model_dump())]
 
@@ -288,9 +350,16 @@ def request_placement(state: ServerState, cmd: c.RequestPlacement) -> list[Event
     requested = e.PlacementRequested(**cmd.model_dump())
     if current is not None and current["status"] == LOADED and cmd.served_name in state.loaded:
         # already serving: the new holder is told at once, as a load would have told it
-        return [requested, e.ModelVersionLoaded(server_id=cmd.server_id, served_name=cmd.served_name,
-                                                model_id=cmd.model_id, version=cmd.version,
-                                                holders=[cmd.holder])]
+        return [
+            requested,
+            e.ModelVersionLoaded(
+                server_id=cmd.server_id,
+                served_name=cmd.served_name,
+                model_id=cmd.model_id,
+                version=cmd.version,
+                holders=[cmd.holder],
+            ),
+        ]
     return [requested]
 
 
@@ -303,8 +372,12 @@ def release_placement(state: ServerState, cmd: c.ReleasePlacement) -> list[Event
 
 def _outcome_fields(state: ServerState, name: str) -> dict[str, Any]:
     placement = state.placements.get(name, {})
-    return {"server_id": state.id, "served_name": name, "model_id": placement.get("model_id", ""),
-            "version": placement.get("version", 0)}
+    return {
+        "server_id": state.id,
+        "served_name": name,
+        "model_id": placement.get("model_id", ""),
+        "version": placement.get("version", 0),
+    }
 
 
 def record_loaded(state: ServerState, cmd: c.RecordLoaded) -> list[Event]:
@@ -313,7 +386,11 @@ def record_loaded(state: ServerState, cmd: c.RecordLoaded) -> list[Event]:
         return []
     if placement["status"] == LOADED and cmd.served_name in state.loaded:
         return []
-    return [e.ModelVersionLoaded(**_outcome_fields(state, cmd.served_name), holders=placement["holders"])]
+    return [
+        e.ModelVersionLoaded(
+            **_outcome_fields(state, cmd.served_name), holders=placement["holders"]
+        )
+    ]
 
 
 def record_load_failed(state: ServerState, cmd: c.RecordLoadFailed) -> list[Event]:
@@ -322,8 +399,11 @@ def record_load_failed(state: ServerState, cmd: c.RecordLoadFailed) -> list[Even
         return []
     if placement["status"] == FAILED and placement["error"] == cmd.error:
         return []
-    return [e.ModelVersionLoadFailed(**_outcome_fields(state, cmd.served_name), error=cmd.error,
-                                     holders=placement["holders"])]
+    return [
+        e.ModelVersionLoadFailed(
+            **_outcome_fields(state, cmd.served_name), error=cmd.error, holders=placement["holders"]
+        )
+    ]
 
 
 def record_unloaded(state: ServerState, cmd: c.RecordUnloaded) -> list[Event]:

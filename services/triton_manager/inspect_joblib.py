@@ -5,6 +5,7 @@ Loading a joblib file runs code from it (it is a pickle), exactly as the model s
 serve it does. So the registry never loads one in its own process: it runs this module in a
 sandboxed child (resource limits, no platform environment, a timeout) and reads what it prints.
 """
+
 from __future__ import annotations
 
 import json

@@ -8,6 +8,7 @@ PYTHONPATH. The server binds 127.0.0.1, loads nothing at start (the platform dec
 loaded), dies with the platform (PR_SET_PDEATHSIG through the training sandbox launcher) and is
 restarted when it exits; the fleet worker then sees the models gone and reloads them.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -48,8 +49,9 @@ def port_free(port: int) -> bool:
 async def ensure_venv(venv: Path | None = None) -> Path:
     """The python of MLServer's virtualenv, installed on first use (a minute, once)."""
     argv = ["bash", str(INSTALLER), *([str(venv)] if venv else [])]
-    process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
-                                                   stderr=asyncio.subprocess.PIPE)
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
     out, err = await process.communicate()
     if process.returncode != 0:
         raise RuntimeError(f"installing MLServer failed:\n{err.decode()[-2000:]}")
@@ -57,7 +59,9 @@ async def ensure_venv(venv: Path | None = None) -> Path:
 
 
 class ManagedMLServer:
-    def __init__(self, root: Path, port: int = 0, *, workers: int = 0, venv: Path | None = None) -> None:
+    def __init__(
+        self, root: Path, port: int = 0, *, workers: int = 0, venv: Path | None = None
+    ) -> None:
         self.root = root.resolve()
         self.repository = self.root / "repository"
         self.port = port or free_port()
@@ -75,10 +79,18 @@ class ManagedMLServer:
         return f"http://127.0.0.1:{self.port}"
 
     def _settings(self) -> dict:
-        return {"host": "127.0.0.1", "http_port": self.port, "grpc_port": free_port(),
-                "metrics_endpoint": None, "load_models_at_startup": False,
-                "parallel_workers": self.workers, "debug": False, "gzip_enabled": False,
-                "model_repository_root": str(self.repository), "server_name": "mlplane-mlserver"}
+        return {
+            "host": "127.0.0.1",
+            "http_port": self.port,
+            "grpc_port": free_port(),
+            "metrics_endpoint": None,
+            "load_models_at_startup": False,
+            "parallel_workers": self.workers,
+            "debug": False,
+            "gzip_enabled": False,
+            "model_repository_root": str(self.repository),
+            "server_name": "mlplane-mlserver",
+        }
 
     async def _spawn(self) -> None:
         python = await ensure_venv(self.venv)
@@ -86,15 +98,34 @@ class ManagedMLServer:
         if not port_free(self.port):
             raise RuntimeError(f"port {self.port} of the local model server is taken")
         (self.repository / "settings.json").write_text(json.dumps(self._settings(), indent=2))
-        argv = [sys.executable, "-m", "services.training.sandbox", "{}", "--",
-                str(python), str(python.parent / "mlserver"), "start", str(self.repository)]
-        env = {"PYTHONPATH": str(RUNTIMES), "PATH": f"{python.parent}:/usr/bin:/bin",
-               "OMP_NUM_THREADS": "1", "HOME": str(self.root), "PYTHONUNBUFFERED": "1"}
+        argv = [
+            sys.executable,
+            "-m",
+            "services.training.sandbox",
+            "{}",
+            "--",
+            str(python),
+            str(python.parent / "mlserver"),
+            "start",
+            str(self.repository),
+        ]
+        env = {
+            "PYTHONPATH": str(RUNTIMES),
+            "PATH": f"{python.parent}:/usr/bin:/bin",
+            "OMP_NUM_THREADS": "1",
+            "HOME": str(self.root),
+            "PYTHONUNBUFFERED": "1",
+        }
         out = self._log.open("ab")
         try:
             self.process = await asyncio.create_subprocess_exec(
-                *argv, stdout=out, stderr=asyncio.subprocess.STDOUT, env=env, cwd=str(ROOT),
-                start_new_session=True)
+                *argv,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                env=env,
+                cwd=str(ROOT),
+                start_new_session=True,
+            )
         finally:
             out.close()
         (self.root / "mlserver.pid").write_text(str(self.process.pid))
@@ -111,7 +142,9 @@ class ManagedMLServer:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
             while asyncio.get_running_loop().time() < deadline:
                 if self.process is not None and self.process.returncode is not None:
-                    raise RuntimeError(f"MLServer exited with {self.process.returncode}:\n{self.tail()}")
+                    raise RuntimeError(
+                        f"MLServer exited with {self.process.returncode}:\n{self.tail()}"
+                    )
                 with contextlib.suppress(aiohttp.ClientError, OSError, asyncio.TimeoutError):
                     async with session.get(f"{self.url}/v2/health/ready") as response:
                         if response.status == 200:
@@ -132,7 +165,9 @@ class ManagedMLServer:
             code = await self.process.wait()
             if self._stopping:
                 return
-            log.warning("the local model server exited with %s; restarting it in %.1fs", code, delay)
+            log.warning(
+                "the local model server exited with %s; restarting it in %.1fs", code, delay
+            )
             await asyncio.sleep(delay)
             try:
                 await self._spawn()

@@ -6,6 +6,7 @@ the registration and the drift between the two. Demands are what endpoints ask o
 a model version, how many replicas, on which servers — folded from the endpoint context's
 events, so the fleet converges on them without reading another service's tables.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -26,9 +27,19 @@ DESIRED = "serving_desired"
 OBSERVED = "serving_observed"
 DEMANDS = "serving_demands"
 
-SERVER_EVENTS = (e.ServerRegistered, e.ServerUpdated, e.ServerDeleted, e.ServerHealthChanged,
-                 e.ServerModelsObserved, e.PlacementRequested, e.PlacementReleased, e.ModelVersionLoaded,
-                 e.ModelVersionLoadFailed, e.ModelVersionUnloaded, e.ServerDriftDetected)
+SERVER_EVENTS = (
+    e.ServerRegistered,
+    e.ServerUpdated,
+    e.ServerDeleted,
+    e.ServerHealthChanged,
+    e.ServerModelsObserved,
+    e.PlacementRequested,
+    e.PlacementReleased,
+    e.ModelVersionLoaded,
+    e.ModelVersionLoadFailed,
+    e.ModelVersionUnloaded,
+    e.ServerDriftDetected,
+)
 
 
 def _types(*classes: type) -> frozenset[str]:
@@ -37,8 +48,9 @@ def _types(*classes: type) -> frozenset[str]:
 
 class Models(Projection):
     name = MODELS
-    handles = _types(e.ModelCreated, e.ModelUpdated, e.ModelDeleted, e.ModelVersionAdded,
-                     e.ModelVersionDeleted)
+    handles = _types(
+        e.ModelCreated, e.ModelUpdated, e.ModelDeleted, e.ModelVersionAdded, e.ModelVersionDeleted
+    )
 
     def key(self, event: Envelope) -> str:
         return event.data.model_id
@@ -57,7 +69,9 @@ class _ServerFold(Projection):
         return event.data.server_id
 
     def state(self, doc: Doc | None, event: Envelope) -> ServerState:
-        return evolve_server(ServerState.model_validate(doc["_state"]) if doc else ServerState(), event)
+        return evolve_server(
+            ServerState.model_validate(doc["_state"]) if doc else ServerState(), event
+        )
 
 
 class Servers(Projection):
@@ -93,16 +107,25 @@ class Observed(_ServerFold):
         state = self.state(doc, event)
         if state.deleted:
             return None
-        return {"_state": state.to_doc(), "server_id": state.id, "live": state.live, "ready": state.ready,
-                "error": state.error, "loaded": state.loaded, "observed_at": state.observed_at,
-                "health_changed_at": state.health_changed_at}
+        return {
+            "_state": state.to_doc(),
+            "server_id": state.id,
+            "live": state.live,
+            "ready": state.ready,
+            "error": state.error,
+            "loaded": state.loaded,
+            "observed_at": state.observed_at,
+            "health_changed_at": state.health_changed_at,
+        }
 
 
 class Demands(Projection):
     """Per endpoint: the model version it wants served, on how many servers, chosen how."""
 
     name = DEMANDS
-    handles = _types(d.EndpointDeployed, d.EndpointReconfigured, d.EndpointRolledOut, d.EndpointRemoved)
+    handles = _types(
+        d.EndpointDeployed, d.EndpointReconfigured, d.EndpointRolledOut, d.EndpointRemoved
+    )
 
     def key(self, event: Envelope) -> str:
         return event.data.endpoint_id
@@ -117,10 +140,16 @@ class Demands(Projection):
         base = doc or {"endpoint_id": data.endpoint_id, "rolled_out": ""}
         if isinstance(data, d.EndpointDeployed):
             base = {**base, "space_id": data.space_id, "rolled_out": ""}
-        return {**base, "revision_id": data.revision_id, "served_name": spec["served_name"],
-                "model_id": spec["model_id"], "version": spec["version"],
-                "replicas": spec.get("replicas", 1), "selector": spec.get("selector", {}),
-                "runtime": spec.get("runtime", "local://")}
+        return {
+            **base,
+            "revision_id": data.revision_id,
+            "served_name": spec["served_name"],
+            "model_id": spec["model_id"],
+            "version": spec["version"],
+            "replicas": spec.get("replicas", 1),
+            "selector": spec.get("selector", {}),
+            "runtime": spec.get("runtime", "local://"),
+        }
 
 
 def projections() -> list[Projection]:

@@ -10,6 +10,7 @@ scikit-learn joblib from the estimator (read in a sandboxed child, since loading
 its code). Anything else needs a config.pbtxt naming its platform or backend, inputs and outputs;
 the answer names the field that is missing.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -28,9 +29,21 @@ from mlplane.errors import Invalid, MlplaneError
 
 MODEL_SUFFIXES = {".onnx": "onnx", ".joblib": "joblib", ".pkl": "joblib", ".pickle": "joblib"}
 DEFAULT_FILES = {"onnx": "model.onnx", "joblib": "model.joblib"}
-ONNX_TYPES = {1: "TYPE_FP32", 2: "TYPE_UINT8", 3: "TYPE_INT8", 4: "TYPE_UINT16", 5: "TYPE_INT16",
-              6: "TYPE_INT32", 7: "TYPE_INT64", 8: "TYPE_STRING", 9: "TYPE_BOOL", 10: "TYPE_FP16",
-              11: "TYPE_FP64", 12: "TYPE_UINT32", 13: "TYPE_UINT64"}
+ONNX_TYPES = {
+    1: "TYPE_FP32",
+    2: "TYPE_UINT8",
+    3: "TYPE_INT8",
+    4: "TYPE_UINT16",
+    5: "TYPE_INT16",
+    6: "TYPE_INT32",
+    7: "TYPE_INT64",
+    8: "TYPE_STRING",
+    9: "TYPE_BOOL",
+    10: "TYPE_FP16",
+    11: "TYPE_FP64",
+    12: "TYPE_UINT32",
+    13: "TYPE_UINT64",
+}
 CHUNK = 1 << 20
 
 
@@ -40,8 +53,11 @@ class ModelTooLarge(MlplaneError):
 
 
 def invalid(detail: str, field_name: str) -> Invalid:
-    return Invalid(detail, field=field_name, errors=[{"field": field_name, "message": detail,
-                                                       "type": "value_error"}])
+    return Invalid(
+        detail,
+        field=field_name,
+        errors=[{"field": field_name, "message": detail, "type": "value_error"}],
+    )
 
 
 @cache
@@ -71,16 +87,28 @@ def parse_config(text: str) -> dict[str, Any]:
     raw = json_format.MessageToDict(message, preserving_proto_field_name=True)
 
     def tensors(kind: str) -> list[dict[str, Any]]:
-        return [{"name": t.get("name", ""), "datatype": t.get("data_type", "TYPE_FP32"),
-                 "dims": [int(d) for d in t.get("dims", [])]} for t in raw.get(kind, [])]
+        return [
+            {
+                "name": t.get("name", ""),
+                "datatype": t.get("data_type", "TYPE_FP32"),
+                "dims": [int(d) for d in t.get("dims", [])],
+            }
+            for t in raw.get(kind, [])
+        ]
 
-    return {"platform": raw.get("platform", ""), "backend": raw.get("backend", ""),
-            "max_batch_size": int(raw.get("max_batch_size", 0)),
-            "inputs": tensors("input"), "outputs": tensors("output")}
+    return {
+        "platform": raw.get("platform", ""),
+        "backend": raw.get("backend", ""),
+        "max_batch_size": int(raw.get("max_batch_size", 0)),
+        "inputs": tensors("input"),
+        "outputs": tensors("output"),
+    }
 
 
 def config_message(name: str, config: dict[str, Any]):
-    message = model_config_pb2().ModelConfig(name=name, max_batch_size=config.get("max_batch_size", 0))
+    message = model_config_pb2().ModelConfig(
+        name=name, max_batch_size=config.get("max_batch_size", 0)
+    )
     if config.get("platform"):
         message.platform = config["platform"]
     if config.get("backend"):
@@ -88,7 +116,9 @@ def config_message(name: str, config: dict[str, Any]):
     types = model_config_pb2().DataType
     for kind, target in (("inputs", message.input), ("outputs", message.output)):
         for tensor in config.get(kind, []):
-            target.add(name=tensor["name"], data_type=types.Value(tensor["datatype"]), dims=tensor["dims"])
+            target.add(
+                name=tensor["name"], data_type=types.Value(tensor["datatype"]), dims=tensor["dims"]
+            )
     return message
 
 
@@ -111,9 +141,13 @@ def onnx_config(path: Path) -> dict[str, Any]:
     try:
         graph = onnx.load(str(path), load_external_data=False).graph
     except Exception as exc:  # noqa: BLE001 - any parse failure is a bad upload
-        raise invalid(f"{path.name} is not a readable ONNX model ({type(exc).__name__})", "files") from None
+        raise invalid(
+            f"{path.name} is not a readable ONNX model ({type(exc).__name__})", "files"
+        ) from None
     if not graph.output:
-        raise invalid(f"{path.name} is not a readable ONNX model (its graph has no outputs)", "files")
+        raise invalid(
+            f"{path.name} is not a readable ONNX model (its graph has no outputs)", "files"
+        )
     initialisers = {i.name for i in graph.initializer}
 
     def tensors(values) -> list[dict[str, Any]]:
@@ -123,24 +157,53 @@ def onnx_config(path: Path) -> dict[str, Any]:
                 continue
             tensor = value.type.tensor_type
             dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
-            out.append({"name": value.name, "datatype": ONNX_TYPES.get(tensor.elem_type, "TYPE_FP32"),
-                        "dims": dims or [-1]})
+            out.append(
+                {
+                    "name": value.name,
+                    "datatype": ONNX_TYPES.get(tensor.elem_type, "TYPE_FP32"),
+                    "dims": dims or [-1],
+                }
+            )
         return out
 
-    return {"platform": "onnxruntime_onnx", "backend": "onnxruntime", "max_batch_size": 0,
-            "inputs": tensors(graph.input), "outputs": tensors(graph.output)}
+    return {
+        "platform": "onnxruntime_onnx",
+        "backend": "onnxruntime",
+        "max_batch_size": 0,
+        "inputs": tensors(graph.input),
+        "outputs": tensors(graph.output),
+    }
 
 
 async def joblib_config(path: Path, timeout_s: float = 60, memory_mb: int = 2048) -> dict[str, Any]:
     """The signature of a scikit-learn model, read by a sandboxed child process."""
-    limits = json.dumps({"memory_bytes": memory_mb << 20, "cpu_seconds": int(timeout_s), "open_files": 256})
-    argv = [sys.executable, "-m", "services.training.sandbox", limits, "--",
-            sys.executable, "-m", "services.triton_manager.inspect_joblib", str(path)]
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(Path(__file__).parents[2]),
-           "OMP_NUM_THREADS": "1", "HOME": str(path.parent)}
-    process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
-                                                   stderr=asyncio.subprocess.PIPE, env=env,
-                                                   cwd=str(path.parent))
+    limits = json.dumps(
+        {"memory_bytes": memory_mb << 20, "cpu_seconds": int(timeout_s), "open_files": 256}
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "services.training.sandbox",
+        limits,
+        "--",
+        sys.executable,
+        "-m",
+        "services.triton_manager.inspect_joblib",
+        str(path),
+    ]
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(Path(__file__).parents[2]),
+        "OMP_NUM_THREADS": "1",
+        "HOME": str(path.parent),
+    }
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=str(path.parent),
+    )
     try:
         out, _ = await asyncio.wait_for(process.communicate(), timeout_s)
     except TimeoutError:
@@ -154,30 +217,59 @@ async def joblib_config(path: Path, timeout_s: float = 60, memory_mb: int = 2048
     if "error" in found:
         raise invalid(f"{path.name} is not a loadable joblib model: {found['error']}", "files")
     if not found.get("predict"):
-        raise invalid(f"{path.name} holds a {found.get('estimator')}, which has no predict()", "files")
+        raise invalid(
+            f"{path.name} holds a {found.get('estimator')}, which has no predict()", "files"
+        )
     features = found.get("n_features") or -1
-    label = {"int": "TYPE_INT64", "float": "TYPE_FP64", "bool": "TYPE_BOOL"}.get(found.get("label_kind"), "TYPE_STRING")
-    outputs = [{"name": "predict", "datatype": label if found.get("classes") else "TYPE_FP64", "dims": [-1]}]
+    label = {"int": "TYPE_INT64", "float": "TYPE_FP64", "bool": "TYPE_BOOL"}.get(
+        found.get("label_kind"), "TYPE_STRING"
+    )
+    outputs = [
+        {
+            "name": "predict",
+            "datatype": label if found.get("classes") else "TYPE_FP64",
+            "dims": [-1],
+        }
+    ]
     if found.get("proba"):
-        outputs.append({"name": "predict_proba", "datatype": "TYPE_FP64", "dims": [-1, found["classes"]]})
-    return {"platform": "", "backend": "python", "max_batch_size": 0,
-            "inputs": [{"name": "input-0", "datatype": "TYPE_FP64", "dims": [-1, features]}],
-            "outputs": outputs, "estimator": found.get("estimator", "")}
+        outputs.append(
+            {"name": "predict_proba", "datatype": "TYPE_FP64", "dims": [-1, found["classes"]]}
+        )
+    return {
+        "platform": "",
+        "backend": "python",
+        "max_batch_size": 0,
+        "inputs": [{"name": "input-0", "datatype": "TYPE_FP64", "dims": [-1, features]}],
+        "outputs": outputs,
+        "estimator": found.get("estimator", ""),
+    }
 
 
 def check_complete(config: dict[str, Any], where: str = "config.pbtxt") -> None:
     if not (config.get("platform") or config.get("backend")):
-        raise invalid(f"{where} is missing field 'platform' (or 'backend'): the format of this model "
-                      "cannot be inferred", f"{where}.platform")
+        raise invalid(
+            f"{where} is missing field 'platform' (or 'backend'): the format of this model "
+            "cannot be inferred",
+            f"{where}.platform",
+        )
     for kind, field_name in (("inputs", "input"), ("outputs", "output")):
         if not config.get(kind):
-            raise invalid(f"{where} is missing field '{field_name}': the {kind} of this model cannot "
-                          "be inferred", f"{where}.{field_name}")
+            raise invalid(
+                f"{where} is missing field '{field_name}': the {kind} of this model cannot "
+                "be inferred",
+                f"{where}.{field_name}",
+            )
         for i, tensor in enumerate(config[kind]):
             if not tensor.get("name"):
-                raise invalid(f"{where} {field_name}[{i}] is missing field 'name'", f"{where}.{field_name}.name")
+                raise invalid(
+                    f"{where} {field_name}[{i}] is missing field 'name'",
+                    f"{where}.{field_name}.name",
+                )
             if not tensor.get("dims"):
-                raise invalid(f"{where} {field_name}[{i}] is missing field 'dims'", f"{where}.{field_name}.dims")
+                raise invalid(
+                    f"{where} {field_name}[{i}] is missing field 'dims'",
+                    f"{where}.{field_name}.dims",
+                )
 
 
 # ---------------------------------------------------------------- uploads
@@ -211,7 +303,9 @@ def clean_name(filename: str) -> PurePosixPath:
     return PurePosixPath(*parts)
 
 
-def _arrange(uploads: list[Upload]) -> tuple[Upload | None, Upload | None, list[tuple[PurePosixPath, Upload]]]:
+def _arrange(
+    uploads: list[Upload],
+) -> tuple[Upload | None, Upload | None, list[tuple[PurePosixPath, Upload]]]:
     """(config.pbtxt, the model file, the other files with their path inside the version)."""
     config, model, others = None, None, []
     for upload in uploads:
@@ -236,7 +330,11 @@ async def prepare(uploads: list[Upload], name: str, version: int, workdir: Path)
     if model_upload is None and not others:
         raise invalid("the upload holds a config.pbtxt but no model file", "files")
     given = parse_config(config_upload.path.read_text(errors="replace")) if config_upload else None
-    fmt = MODEL_SUFFIXES[clean_name(model_upload.filename).suffix.lower()] if model_upload else "custom"
+    fmt = (
+        MODEL_SUFFIXES[clean_name(model_upload.filename).suffix.lower()]
+        if model_upload
+        else "custom"
+    )
     if fmt == "onnx":
         inferred = onnx_config(model_upload.path)
     elif fmt == "joblib":
@@ -245,8 +343,11 @@ async def prepare(uploads: list[Upload], name: str, version: int, workdir: Path)
         inferred = None
     if given is None and inferred is None:
         first = others[0][0].name
-        raise invalid(f"the configuration of {first!r} cannot be inferred: upload a config.pbtxt with "
-                      "its 'platform' (or 'backend'), 'input' and 'output'", "config.pbtxt")
+        raise invalid(
+            f"the configuration of {first!r} cannot be inferred: upload a config.pbtxt with "
+            "its 'platform' (or 'backend'), 'input' and 'output'",
+            "config.pbtxt",
+        )
     config = merge(given, inferred)
     check_complete(config, "config.pbtxt" if given else "the inferred configuration")
     root = workdir / name
@@ -303,12 +404,23 @@ def oip_datatype(triton_type: str) -> str:
 MLSERVER_RUNTIMES = {"onnx": "mlplane_onnx.OnnxModel", "joblib": "mlserver_sklearn.SKLearnModel"}
 
 
-def model_settings(served: str, version: int, fmt: str, config: dict[str, Any], filename: str) -> dict[str, Any]:
+def model_settings(
+    served: str, version: int, fmt: str, config: dict[str, Any], filename: str
+) -> dict[str, Any]:
     """MLServer's model-settings.json for one served version."""
-    def tensors(kind: str) -> list[dict[str, Any]]:
-        return [{"name": t["name"], "datatype": oip_datatype(t["datatype"]), "shape": t["dims"]}
-                for t in config.get(kind, [])]
 
-    return {"name": served, "implementation": MLSERVER_RUNTIMES[fmt], "platform": config.get("platform") or fmt,
-            "versions": [str(version)], "inputs": tensors("inputs"), "outputs": tensors("outputs"),
-            "parameters": {"uri": f"./{version}/{filename}", "version": str(version)}}
+    def tensors(kind: str) -> list[dict[str, Any]]:
+        return [
+            {"name": t["name"], "datatype": oip_datatype(t["datatype"]), "shape": t["dims"]}
+            for t in config.get(kind, [])
+        ]
+
+    return {
+        "name": served,
+        "implementation": MLSERVER_RUNTIMES[fmt],
+        "platform": config.get("platform") or fmt,
+        "versions": [str(version)],
+        "inputs": tensors("inputs"),
+        "outputs": tensors("outputs"),
+        "parameters": {"uri": f"./{version}/{filename}", "version": str(version)},
+    }

@@ -12,9 +12,9 @@ MLServer 1.7 lacks against tritonclient, so the rest of the platform sees one in
 - it speaks JSON tensors only (no binary-tensor extension): `binary_tensors` is False and the
   data plane re-encodes binary requests as JSON for it.
 """
+
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import shutil
@@ -51,7 +51,7 @@ class TritonServer:
             live = await self.client.is_server_live()
             ready = live and await self.client.is_server_ready()
             return live, ready, "" if ready else "not ready"
-        except (InferenceServerException, aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, InferenceServerException, aiohttp.ClientError, OSError) as exc:
             return False, False, f"unreachable: {type(exc).__name__}: {exc}"[:300]
 
     async def index(self) -> list[dict[str, Any]]:
@@ -61,7 +61,9 @@ class TritonServer:
         """Names of the models the server reports ready."""
         return sorted({m["name"] for m in await self.index() if m.get("state") == "READY"})
 
-    async def load(self, served: str, version: int, fmt: str, config: dict[str, Any], files: Path) -> None:
+    async def load(
+        self, served: str, version: int, fmt: str, config: dict[str, Any], files: Path
+    ) -> None:
         """Load `files` (a version folder: `<version>/…` and `config.pbtxt`) as `served`."""
         if self.repository is not None:
             self._write(served, version, config, files)
@@ -98,18 +100,20 @@ class TritonServer:
             return await awaitable
         except InferenceServerException as exc:
             raise ServerError(exc.message() or str(exc)) from None
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise ServerError(f"unreachable: {type(exc).__name__}: {exc}") from None
 
     async def _post(self, path: str, body: Any) -> Any:
         try:
-            async with aiohttp.ClientSession(timeout=self._timeout) as session:
-                async with session.post(self.url + path, json=body) as response:
-                    text = await response.text()
-                    if response.status >= 400:
-                        raise ServerError(_error_of(text, response.status))
-                    return json.loads(text) if text.strip() else None
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            async with (
+                aiohttp.ClientSession(timeout=self._timeout) as session,
+                session.post(self.url + path, json=body) as response,
+            ):
+                text = await response.text()
+                if response.status >= 400:
+                    raise ServerError(_error_of(text, response.status))
+                return json.loads(text) if text.strip() else None
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise ServerError(f"unreachable: {type(exc).__name__}: {exc}") from None
 
 
@@ -120,21 +124,31 @@ class MLServerServer(TritonServer):
     async def index(self) -> list[dict[str, Any]]:
         return await self._post("/v2/repository/index", {}) or []
 
-    async def load(self, served: str, version: int, fmt: str, config: dict[str, Any], files: Path) -> None:
+    async def load(
+        self, served: str, version: int, fmt: str, config: dict[str, Any], files: Path
+    ) -> None:
         if self.repository is None:
             raise ServerError("this MLServer has no model repository the platform can write to")
         if fmt not in self.FORMATS:
-            raise ServerError(f"MLServer serves {' and '.join(self.FORMATS)} models here; this one is "
-                              f"{fmt!r}: register a Triton server for it")
+            raise ServerError(
+                f"MLServer serves {' and '.join(self.FORMATS)} models here; this one is "
+                f"{fmt!r}: register a Triton server for it"
+            )
         self._write(served, version, config, files)
         settings = model_settings(served, version, fmt, config, DEFAULT_FILES[fmt])
-        (self.repository / served / "model-settings.json").write_text(json.dumps(settings, indent=2))
+        (self.repository / served / "model-settings.json").write_text(
+            json.dumps(settings, indent=2)
+        )
         await self._call(self.client.load_model(served))
 
     async def config(self, served: str, version: str = "") -> dict[str, Any]:
         meta = await self.metadata(served, version)
-        return {"name": meta.get("name", served), "platform": meta.get("platform", ""),
-                "input": meta.get("inputs", []), "output": meta.get("outputs", [])}
+        return {
+            "name": meta.get("name", served),
+            "platform": meta.get("platform", ""),
+            "input": meta.get("inputs", []),
+            "output": meta.get("outputs", []),
+        }
 
 
 def _error_of(text: str, status: int) -> str:

@@ -1,4 +1,5 @@
 """Settings of the model-serving service, read from `MLPLANE_SERVING_*` variables at start-up."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +9,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class ServingSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MLPLANE_SERVING_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="MLPLANE_SERVING_", env_file=".env", extra="ignore"
+    )
 
     local_server: str = "auto"
     """The managed local model server: on, off, or auto (on in the embedded deployment)."""

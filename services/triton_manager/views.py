@@ -3,6 +3,7 @@ writes that answer with their own result, and the registry's upload path."""
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ from .settings import ServingSettings
 
 STORE, SETTINGS = "serving.store", "serving.settings"
 FILE_FIELDS = ("files[]", "files", "Files[]", "Files", "file")
+
+log = logging.getLogger("mlplane.serving")
 
 
 @dataclass
@@ -113,7 +116,7 @@ async def receive_files(
             if key not in FILE_FIELDS:
                 raise invalid(f"unexpected file field {key!r}; send files as 'files'", key)
             target = incoming / str(len(uploads))
-            with open(target, "wb") as out:
+            with open(target, "wb") as out:  # noqa: ASYNC230 - local disk, chunk by chunk
                 while chunk := await value.read(1 << 20):
                     total += len(chunk)
                     if total > settings.max_model_bytes:
@@ -167,8 +170,8 @@ async def add_version(
 async def _forget(store: ArtifactStore, key: str) -> None:
     try:
         await store.delete(key)
-    except Exception:  # noqa: BLE001 - best effort cleanup of a refused upload
-        pass
+    except Exception as exc:  # noqa: BLE001 - best effort cleanup of a refused upload
+        log.debug("could not remove the refused upload %s: %s", key, exc)
 
 
 async def create_model(

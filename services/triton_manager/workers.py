@@ -14,6 +14,7 @@ Each step (every `poll_s`, or at once when a placement or an endpoint changes on
 The managed local server is started on first use (its first placement), so a platform that
 never serves a model never starts it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,7 +37,8 @@ from . import commands as c
 from . import events as e
 from .handlers import FAILED, MODELS, SERVED_PREFIX, SERVERS, ServerState, decide
 from .mlserver import ManagedMLServer
-from .projections import DEMANDS, SERVERS as SERVER_DOCS
+from .projections import DEMANDS
+from .projections import SERVERS as SERVER_DOCS
 from .servers import ServerError, TritonServer, connect
 from .settings import ServingSettings
 
@@ -45,9 +47,15 @@ log = logging.getLogger("mlplane.serving.fleet")
 WORKER = "serving.fleet"
 ENDPOINT_HOLDER = "endpoint:"
 RETRY_FAILED_S = 15.0
-WAKERS = {e.PlacementRequested.type_name, e.PlacementReleased.type_name, e.ServerRegistered.type_name,
-          d.EndpointDeployed.type_name, d.EndpointReconfigured.type_name, d.EndpointRolledOut.type_name,
-          d.EndpointRemoved.type_name}
+WAKERS = {
+    e.PlacementRequested.type_name,
+    e.PlacementReleased.type_name,
+    e.ServerRegistered.type_name,
+    d.EndpointDeployed.type_name,
+    d.EndpointReconfigured.type_name,
+    d.EndpointRolledOut.type_name,
+    d.EndpointRemoved.type_name,
+}
 
 
 def holder_of(endpoint_id: str) -> str:
@@ -55,13 +63,24 @@ def holder_of(endpoint_id: str) -> str:
 
 
 def matches(server: dict[str, Any], selector: dict[str, str]) -> bool:
-    labels = {**server.get("labels", {}), "name": server["name"], "kind": server["kind"], "id": server["id"]}
+    labels = {
+        **server.get("labels", {}),
+        "name": server["name"],
+        "kind": server["kind"],
+        "id": server["id"],
+    }
     return all(labels.get(k) == v for k, v in selector.items())
 
 
 class FleetWorker:
-    def __init__(self, kernel: Kernel, store: Any, settings: ServingSettings,
-                 local: ManagedMLServer | None = None, local_id: str = "") -> None:
+    def __init__(
+        self,
+        kernel: Kernel,
+        store: Any,
+        settings: ServingSettings,
+        local: ManagedMLServer | None = None,
+        local_id: str = "",
+    ) -> None:
         self.kernel = kernel
         self.store = store
         self.settings = settings
@@ -79,8 +98,9 @@ class FleetWorker:
     # ------------------------------------------------------------ life cycle
 
     async def start(self) -> None:
-        await self.kernel.bus.subscribe("serving-fleet", [topic_name(e.TOPIC), topic_name(d.TOPIC)],
-                                        self.on_event)
+        await self.kernel.bus.subscribe(
+            "serving-fleet", [topic_name(e.TOPIC), topic_name(d.TOPIC)], self.on_event
+        )
         self.kernel.extensions[WORKER] = self
         self.kernel.spawn("serving-fleet", self.run(), self)
 
@@ -99,7 +119,7 @@ class FleetWorker:
         while not self._stopping.is_set():
             try:
                 await self.step()
-            except Exception:  # noqa: BLE001 - the loop must outlive one bad step; logged
+            except Exception:
                 log.exception("fleet step failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.poll_s)
@@ -131,9 +151,14 @@ class FleetWorker:
         return (await self.kernel.docs.query(SERVER_DOCS, {}, sort="created_at", limit=10_000)).data
 
     async def execute(self, command: c.Command) -> Any:
-        aggregate, entity = (MODELS, command.model_id) if hasattr(command, "model_id") and not hasattr(
-            command, "server_id") else (SERVERS, command.server_id)
-        return await aggregates.execute(self.kernel.log, aggregate, entity, decide, command, self.ctx)
+        aggregate, entity = (
+            (MODELS, command.model_id)
+            if hasattr(command, "model_id") and not hasattr(command, "server_id")
+            else (SERVERS, command.server_id)
+        )
+        return await aggregates.execute(
+            self.kernel.log, aggregate, entity, decide, command, self.ctx
+        )
 
     # ------------------------------------------------------------ demands → placements
 
@@ -150,11 +175,16 @@ class FleetWorker:
                     if not holder.startswith(ENDPOINT_HOLDER):
                         continue
                     demand = wanted.get(holder)
-                    stale = demand is None or (name != demand["served_name"] and
-                                               demand.get("rolled_out") == demand["served_name"])
+                    stale = demand is None or (
+                        name != demand["served_name"]
+                        and demand.get("rolled_out") == demand["served_name"]
+                    )
                     if stale:
-                        await self.execute(c.ReleasePlacement(server_id=server["id"], served_name=name,
-                                                              holder=holder))
+                        await self.execute(
+                            c.ReleasePlacement(
+                                server_id=server["id"], served_name=name, holder=holder
+                            )
+                        )
                         changed = True
         return changed
 
@@ -165,13 +195,25 @@ class FleetWorker:
         if missing <= 0:
             return False
         held = {s["id"] for s in holding}
-        candidates = [s for s in servers if s["id"] not in held and matches(s, demand.get("selector", {}))
-                      and (s["ready"] or s["managed"])]
+        candidates = [
+            s
+            for s in servers
+            if s["id"] not in held
+            and matches(s, demand.get("selector", {}))
+            and (s["ready"] or s["managed"])
+        ]
         candidates.sort(key=lambda s: (not s["ready"], len(s["placements"])))
         for server in candidates[:missing]:
-            await self.execute(c.RequestPlacement(
-                server_id=server["id"], served_name=name, model_id=demand["model_id"],
-                version=demand["version"], space_id=demand.get("space_id", ""), holder=holder))
+            await self.execute(
+                c.RequestPlacement(
+                    server_id=server["id"],
+                    served_name=name,
+                    model_id=demand["model_id"],
+                    version=demand["version"],
+                    space_id=demand.get("space_id", ""),
+                    holder=holder,
+                )
+            )
         return bool(candidates)
 
     # ------------------------------------------------------------ one server
@@ -180,14 +222,23 @@ class FleetWorker:
         identity = (state.kind, state.host, state.port, state.repository)
         found = self._clients.get(state.id)
         if found is None or found[0] != identity:
-            self._clients[state.id] = (identity, connect(state.kind, state.host, state.port, state.repository))
+            self._clients[state.id] = (
+                identity,
+                connect(state.kind, state.host, state.port, state.repository),
+            )
         return self._clients[state.id][1]
 
     async def tend(self, state: ServerState) -> None:
         if state.id == self.local_id and self.local is not None and self.local.process is None:
             if not state.held():
-                await self.execute(c.RecordHealth(server_id=state.id, live=False, ready=False,
-                                                  error="not started: it starts with its first model"))
+                await self.execute(
+                    c.RecordHealth(
+                        server_id=state.id,
+                        live=False,
+                        ready=False,
+                        error="not started: it starts with its first model",
+                    )
+                )
                 return
             await self._start_local()
         client = self.client(state)
@@ -198,7 +249,9 @@ class FleetWorker:
         try:
             loaded = await client.loaded()
         except ServerError as exc:
-            await self.execute(c.RecordHealth(server_id=state.id, live=live, ready=False, error=str(exc)))
+            await self.execute(
+                c.RecordHealth(server_id=state.id, live=live, ready=False, error=str(exc))
+            )
             return
         outcome = await self.execute(c.ObserveModels(server_id=state.id, loaded=loaded))
         await self.reconcile(outcome.state, client, loaded)
@@ -211,8 +264,14 @@ class FleetWorker:
         except Exception as exc:  # noqa: BLE001 - reported as the server's health
             log.error("the local model server did not start: %s", exc)
             self._local_start = None
-            await self.execute(c.RecordHealth(server_id=self.local_id, live=False, ready=False,
-                                              error=f"did not start: {exc}"[:300]))
+            await self.execute(
+                c.RecordHealth(
+                    server_id=self.local_id,
+                    live=False,
+                    ready=False,
+                    error=f"did not start: {exc}"[:300],
+                )
+            )
 
     async def reconcile(self, state: ServerState, client: TritonServer, loaded: list[str]) -> None:
         seen = set(loaded)
@@ -232,13 +291,19 @@ class FleetWorker:
             if not placement["holders"] and name not in seen:
                 await self.execute(c.RecordUnloaded(server_id=state.id, served_name=name))
 
-    async def _load(self, state: ServerState, client: TritonServer, name: str, placement: dict) -> None:
+    async def _load(
+        self, state: ServerState, client: TritonServer, name: str, placement: dict
+    ) -> None:
         try:
             files, version = await self.fetch(placement["model_id"], placement["version"])
-            await client.load(name, placement["version"], version["format"], version["config"], files)
+            await client.load(
+                name, placement["version"], version["format"], version["config"], files
+            )
         except (ServerError, LookupError, OSError) as exc:
             self._failed_at[(state.id, name)] = time.monotonic()
-            await self.execute(c.RecordLoadFailed(server_id=state.id, served_name=name, error=str(exc)[:500]))
+            await self.execute(
+                c.RecordLoadFailed(server_id=state.id, served_name=name, error=str(exc)[:500])
+            )
             return
         self._failed_at.pop((state.id, name), None)
         await self.execute(c.RecordLoaded(server_id=state.id, served_name=name))

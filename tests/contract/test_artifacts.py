@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mlplane.artifacts import open_store
 from mlplane.errors import Invalid, NotFound
-from s3server import ACCESS, SECRET, s3_bucket, s3_url  # noqa: F401 - fixtures
+from s3server import ACCESS, SECRET
 
 
 @pytest.fixture(params=["file", "s3"])

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.partitioner import murmur2
 from mlplane.bus import Bus, RetryPolicy, dlq_topic
 from mlplane.bus.inproc import InProcessBus
 from mlplane.bus.kafka import KafkaBus
@@ -211,6 +213,24 @@ async def test_a_handler_may_publish_to_a_topic_its_own_group_follows(bus, topic
     assert got.ids == ["counter-1", "counter-2"]
 
 
+async def test_publish_all_delivers_every_topic_with_each_stream_in_order(bus, topic, unique):
+    got = Recorder()
+    other = f"{topic}_other"
+    await bus.subscribe(f"{unique}projector", [topic, other], got)
+    here, there = interleaved(streams=4, per_stream=25), interleaved(streams=3, per_stream=25)
+    there = [ev.replace(stream_id=f"x-{ev.stream_id}", id=f"x-{ev.id}") for ev in there]
+
+    await bus.publish_all({topic: here, other: there})
+
+    await eventually(lambda: len(got.events) >= len(here) + len(there))
+    by_stream: dict[str, list[int]] = {}
+    for ev in got.events:
+        by_stream.setdefault(ev.stream_id, []).append(ev.version)
+    assert sorted(got.ids) == sorted(ev.id for ev in here + there)
+    assert len(by_stream) == 7
+    assert all(versions == list(range(1, 26)) for versions in by_stream.values())
+
+
 # ------------------------------------------------------------------ Kafka only
 
 
@@ -345,3 +365,135 @@ async def test_kafka_consumer_keeps_going_when_dead_lettering_fails_for_a_while(
     assert len(refusals) == 2
     assert parked.ids == ["counter-1"]
     assert handled.ids == ["counter-2"]
+
+
+async def read_raw(bootstrap: str, topic: str, count: int) -> list:
+    """The first `count` messages of `topic`, read with plain aiokafka from the beginning."""
+    raw = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await raw.start()
+    messages: list = []
+    try:
+        while len(messages) < count:
+            for batch in (await asyncio.wait_for(raw.getmany(timeout_ms=500), WAIT)).values():
+                messages.extend(batch)
+    finally:
+        await raw.stop()
+    return messages
+
+
+@pytest.mark.kafka
+async def test_kafka_puts_each_stream_on_the_partition_any_kafka_client_would(
+    kafka_bootstrap, topic
+):
+    events = interleaved(streams=40, per_stream=3)
+    bus = kafka_bus(kafka_bootstrap)
+    await bus.start()
+    try:
+        await bus.publish(topic, events)
+    finally:
+        await bus.stop()
+
+    messages = await read_raw(kafka_bootstrap, topic, len(events))
+    # murmur2 of the key, positive, modulo the partitions: the Java client's rule, and aiokafka's
+    assert all(m.partition == (murmur2(m.key) & 0x7FFFFFFF) % 4 for m in messages)
+    assert len({m.partition for m in messages}) == 4
+
+
+@pytest.mark.kafka
+async def test_kafka_consumer_commits_each_fetch_once_after_handling_it(
+    kafka_bootstrap, topic, unique
+):
+    events = interleaved(streams=8, per_stream=100)
+    got = Recorder()
+    committed: dict[int, int] = {}  # partition -> offset, as of the last commit
+    commits = fetches = 0
+    bus = kafka_bus(kafka_bootstrap)
+    await bus.start()
+    try:
+        await bus.publish(topic, events)
+        await bus.subscribe(f"{unique}projector", [topic], got)
+        consumer = bus._subscriptions[0].consumer
+        commit, getmany = consumer.commit, consumer.getmany
+
+        async def counting(*args, **kwargs):
+            nonlocal fetches
+            fetched = await getmany(*args, **kwargs)
+            fetches += any(fetched.values())
+            return fetched
+
+        async def recording(offsets) -> None:
+            nonlocal commits
+            commits += 1
+            committed.update({tp.partition: offset for tp, offset in offsets.items()})
+            # a fresh topic starts at offset 0: what is committed was handled before
+            assert sum(committed.values()) <= len(got.events)
+            await commit(offsets)
+
+        consumer.commit, consumer.getmany = recording, counting
+        await eventually(lambda: sum(committed.values()) >= len(events))
+    finally:
+        await bus.stop()
+    assert sorted(got.ids) == sorted(ev.id for ev in events)
+    assert commits == fetches < len(events) // 100  # one per fetch: not per event, nor partition
+
+
+@pytest.mark.kafka
+async def test_kafka_names_topics_and_groups_on_the_broker_under_its_prefix(
+    kafka_bootstrap, unique
+):
+    got = Recorder()
+    bus = kafka_bus(kafka_bootstrap, prefix=f"{unique}acme_")
+    await bus.start()
+    try:
+        await bus.subscribe("projector", ["mlplane.counters"], got)
+        await bus.publish("mlplane.counters", [event("counter", 1, 1)])
+        await eventually(lambda: len(got.events) >= 1)
+        groups, topics = await _broker_names(kafka_bootstrap)
+    finally:
+        await bus.stop()
+    assert f"{unique}acme_mlplane.counters" in topics
+    assert f"{unique}acme_projector" in groups
+    [message] = await read_raw(kafka_bootstrap, f"{unique}acme_mlplane.counters", 1)
+    assert message.key == b"counter"
+
+
+@pytest.mark.kafka
+async def test_kafka_buses_with_different_prefixes_share_a_broker_and_never_meet(
+    kafka_bootstrap, unique
+):
+    """Two deployments use the same topic and group names; neither sees the other's events,
+    and neither takes partitions from the other's consumers."""
+    first, second = Recorder(), Recorder()
+    buses = [kafka_bus(kafka_bootstrap, prefix=f"{unique}{name}_") for name in ("one", "two")]
+    for bus in buses:
+        await bus.start()
+    try:
+        await buses[0].subscribe("projector", ["mlplane.counters"], first)
+        await buses[1].subscribe("projector", ["mlplane.counters"], second)
+        await buses[0].publish("mlplane.counters", interleaved(streams=8, per_stream=5))
+        await buses[1].publish("mlplane.counters", [event("theirs", 1, 1)])
+        await eventually(lambda: len(first.events) >= 40 and len(second.events) >= 1)
+        await asyncio.sleep(0.3)
+    finally:
+        for bus in buses:
+            await bus.stop()
+    assert len(first.events) == 40 and "theirs-1" not in first.ids
+    assert second.ids == ["theirs-1"]
+
+
+def test_kafka_refuses_a_prefix_that_cannot_name_a_topic():
+    with pytest.raises(ValueError, match="cannot start a Kafka topic name"):
+        KafkaBus("127.0.0.1:9092", prefix="acme/prod:")
+
+
+async def _broker_names(bootstrap: str) -> tuple[set[str], set[str]]:
+    """The consumer groups and the topics the broker knows."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        groups = {group[0] for group in await admin.list_consumer_groups()}
+        return groups, set(await admin.list_topics())
+    finally:
+        await admin.close()

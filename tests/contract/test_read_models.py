@@ -1,10 +1,10 @@
 """Contract of the read-model store port, run against every adapter (SQLite, MongoDB on FerretDB)."""
+
 from __future__ import annotations
 
 import asyncio
 
 import pytest
-
 from mlplane.errors import Invalid
 from mlplane.readmodels import Doc, ReadModelStore, Write
 
@@ -80,7 +80,9 @@ async def test_a_tombstone_at_or_below_the_stored_position_is_a_no_op(read_model
     assert (await read_models.get("c", "a"))["v"] == 1
 
 
-async def test_a_write_below_a_tombstone_does_not_resurrect_the_document(read_models: ReadModelStore):
+async def test_a_write_below_a_tombstone_does_not_resurrect_the_document(
+    read_models: ReadModelStore,
+):
     await read_models.put_many("c", [Write("a", None, 5)])
     await read_models.put_many("c", [W("a", 3, v=1)])
     assert await read_models.get("c", "a") is None
@@ -98,7 +100,11 @@ async def test_concurrent_writers_of_a_new_document_leave_the_latest_position(
 async def test_query_filters_on_equality(read_models: ReadModelStore):
     await read_models.put_many(
         "c",
-        [W("a", 1, status="ready", n=1), W("b", 1, status="failed", n=2), W("c", 1, status="ready", n=3)],
+        [
+            W("a", 1, status="ready", n=1),
+            W("b", 1, status="failed", n=2),
+            W("c", 1, status="ready", n=3),
+        ],
     )
     page = await read_models.query("c", {"status": "ready"})
     assert keys(page.data) == ["a", "c"] and page.count == 2
@@ -119,7 +125,11 @@ async def test_query_filters_on_any_of_several_values(read_models: ReadModelStor
 async def test_query_filters_on_null_and_nested_fields(read_models: ReadModelStore):
     await read_models.put_many(
         "c",
-        [W("a", 1, owner=None, spec={"kind": "gpu"}), W("b", 1, spec={"kind": "cpu"}), W("c", 1, owner="u")],
+        [
+            W("a", 1, owner=None, spec={"kind": "gpu"}),
+            W("b", 1, spec={"kind": "cpu"}),
+            W("c", 1, owner="u"),
+        ],
     )
     assert keys((await read_models.query("c", {"owner": None})).data) == ["a", "b"]
     assert keys((await read_models.query("c", {"spec.kind": "gpu"})).data) == ["a"]
@@ -144,9 +154,16 @@ async def test_sorting_on_an_odd_field_is_refused(read_models: ReadModelStore):
 
 
 async def test_query_sorts_ascending_and_descending_on_a_field(read_models: ReadModelStore):
-    await read_models.put_many("c", [W("a", 1, n=3), W("b", 1, n=1), W("c", 1, n=2), W("d", 1, n=10)])
+    await read_models.put_many(
+        "c", [W("a", 1, n=3), W("b", 1, n=1), W("c", 1, n=2), W("d", 1, n=10)]
+    )
     assert keys((await read_models.query("c", sort="n")).data) == ["b", "c", "a", "d"]
-    assert keys((await read_models.query("c", sort="n", descending=True)).data) == ["d", "a", "c", "b"]
+    assert keys((await read_models.query("c", sort="n", descending=True)).data) == [
+        "d",
+        "a",
+        "c",
+        "b",
+    ]
     assert keys((await read_models.query("c", descending=True)).data) == ["d", "c", "b", "a"]
 
 
@@ -174,9 +191,13 @@ async def test_cursor_pagination_walks_every_document_once_across_ties(
     writes += [W(f"z{i}", 1, group=None, kind="m") for i in range(2)]
     writes += [W("other", 1, group=1, kind="x")]
     await read_models.put_many("c", writes)
-    pages = await walk(read_models, "c", limit, sort="group", descending=descending, filters={"kind": "m"})
+    pages = await walk(
+        read_models, "c", limit, sort="group", descending=descending, filters={"kind": "m"}
+    )
     walked = [k for page in pages for k in page]
-    everything = (await read_models.query("c", {"kind": "m"}, sort="group", descending=descending, limit=100)).data
+    everything = (
+        await read_models.query("c", {"kind": "m"}, sort="group", descending=descending, limit=100)
+    ).data
     assert walked == keys(everything)
     assert sorted(walked) == sorted(w.key for w in writes if w.key != "other")
     assert all(len(page) <= limit for page in pages)
@@ -252,7 +273,9 @@ async def test_drop_deletes_a_collection_and_its_checkpoint(read_models: ReadMod
     assert await read_models.get("d", "a") is not None
 
 
-async def test_documents_with_dots_and_dollars_in_their_keys_round_trip(read_models: ReadModelStore):
+async def test_documents_with_dots_and_dollars_in_their_keys_round_trip(
+    read_models: ReadModelStore,
+):
     labels = {"app.kubernetes.io/name": "triton", "$ref": "x", "plain": {"a.b": [{"c.d": 1}]}}
     await read_models.put_many("c", [W("a", 1, labels=labels, status="ok")])
     assert (await read_models.get("c", "a"))["labels"] == labels

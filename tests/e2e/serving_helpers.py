@@ -1,5 +1,6 @@
 """What the serving scenarios share: the iris models, uploads, bounded polling and an endpoint's
 running state as the gateway lists it."""
+
 from __future__ import annotations
 
 import io
@@ -23,11 +24,16 @@ def iris_models() -> dict[str, bytes]:
     tree = DecisionTreeClassifier(random_state=0).fit(X, Y)
     buffer = io.BytesIO()
     joblib.dump(tree, buffer)
-    return {"onnx": to_onnx(logistic, X[:1].astype(np.float32)).SerializeToString(), "joblib": buffer.getvalue()}
+    return {
+        "onnx": to_onnx(logistic, X[:1].astype(np.float32)).SerializeToString(),
+        "joblib": buffer.getvalue(),
+    }
 
 
 def upload(client, name: str, filename: str, data: bytes, **extra):
-    return client.post("/api/models", data={"name": name, **extra}, files=[("files[]", (filename, data))])
+    return client.post(
+        "/api/models", data={"name": name, **extra}, files=[("files[]", (filename, data))]
+    )
 
 
 def wait_for(predicate, timeout: float = 60.0, every: float = 0.2):

@@ -115,7 +115,7 @@ def poisoned(tmp_path: Path) -> Iterator[tuple[Platform, str]]:
     platform.stop()
     db = sqlite3.connect(platform.home / "mlplane.db")
     with db:
-        position, data, meta, time_ = db.execute(
+        _position, data, meta, time_ = db.execute(
             "SELECT position, data, meta, time FROM events WHERE type = 'TrainingCreated'"
             " ORDER BY position LIMIT 1"
         ).fetchone()

@@ -3,6 +3,7 @@ process takes uploads, deployments and inference calls; a process running triton
 inference_deploy runs the fleet and rollout workers and the managed MLServer. Model files travel
 through a shared artifact store; reads reach the gateway once its projections have caught up, so
 the scenario polls for states."""
+
 from __future__ import annotations
 
 import secrets
@@ -36,8 +37,11 @@ def processes(
         "MLPLANE_SERVING_POLL_S": "0.3",
     }
     gateway = Platform(Path(tmp_path_factory.mktemp("gateway")), env, service="gateway")
-    serving = Platform(Path(tmp_path_factory.mktemp("serving")),
-                       {**env, "MLPLANE_SERVING_LOCAL_SERVER": "on"}, service=WORKERS)
+    serving = Platform(
+        Path(tmp_path_factory.mktemp("serving")),
+        {**env, "MLPLANE_SERVING_LOCAL_SERVER": "on"},
+        service=WORKERS,
+    )
     gateway.start()
     try:
         serving.start()
@@ -60,10 +64,18 @@ def setup(processes):
     assert onnx.status_code == 201, onnx.text
     tree = upload(client, "iris-tree", "tree.joblib", models["joblib"])
     assert tree.status_code == 201, tree.text
-    return {"client": client, "space": space, "onnx": onnx.json(), "tree": tree.json(), "models": models}
+    return {
+        "client": client,
+        "space": space,
+        "onnx": onnx.json(),
+        "tree": tree.json(),
+        "models": models,
+    }
 
 
-def triton_of(gateway: Platform, space: str) -> tuple[httpclient.InferenceServerClient, dict[str, str]]:
+def triton_of(
+    gateway: Platform, space: str
+) -> tuple[httpclient.InferenceServerClient, dict[str, str]]:
     headers = {"Authorization": f"Bearer {gateway.admin_token}", "X-Space-ID": space}
     return httpclient.InferenceServerClient(gateway.url.removeprefix("http://")), headers
 
@@ -71,10 +83,15 @@ def triton_of(gateway: Platform, space: str) -> tuple[httpclient.InferenceServer
 def test_the_serving_process_registers_its_local_server_with_the_gateway(processes, setup):
     gateway, _ = processes
     assert setup["onnx"]["versions"][0]["platform"] == "onnxruntime_onnx"
-    assert {o["name"] for o in setup["tree"]["versions"][0]["outputs"]} == {"predict", "predict_proba"}
+    assert {o["name"] for o in setup["tree"]["versions"][0]["outputs"]} == {
+        "predict",
+        "predict_proba",
+    }
     with gateway.admin() as admin:
-        managed = wait_for(lambda: [s for s in admin.get("/api/tritons").json()["tritons"] if s["managed"]],
-                           timeout=20)
+        managed = wait_for(
+            lambda: [s for s in admin.get("/api/tritons").json()["tritons"] if s["managed"]],
+            timeout=20,
+        )
     assert len(managed) == 1 and managed[0]["kind"] == "mlserver"
 
 
@@ -90,8 +107,10 @@ def test_an_endpoint_serves_tritonclient_with_json_and_binary_tensors(processes,
     for binary in (False, True):
         tensor = httpclient.InferInput("X", list(SAMPLE.shape), "FP32")
         tensor.set_data_from_numpy(SAMPLE.astype(np.float32), binary_data=binary)
-        outputs = [httpclient.InferRequestedOutput("label", binary_data=binary),
-                   httpclient.InferRequestedOutput("probabilities", binary_data=binary)]
+        outputs = [
+            httpclient.InferRequestedOutput("label", binary_data=binary),
+            httpclient.InferRequestedOutput("probabilities", binary_data=binary),
+        ]
         result = triton.infer("iris", [tensor], outputs=outputs, headers=headers)
         assert result.as_numpy("label").ravel().tolist() == EXPECTED.tolist()
         assert result.as_numpy("probabilities").shape == (3, 3)
@@ -110,9 +129,15 @@ def test_a_joblib_model_serves_predictions_and_probabilities(processes, setup):
     for binary in (False, True):
         tensor = httpclient.InferInput("input-0", list(SAMPLE.shape), "FP64")
         tensor.set_data_from_numpy(SAMPLE, binary_data=binary)
-        result = triton.infer("tree", [tensor], headers=headers, outputs=[
-            httpclient.InferRequestedOutput("predict", binary_data=binary),
-            httpclient.InferRequestedOutput("predict_proba", binary_data=binary)])
+        result = triton.infer(
+            "tree",
+            [tensor],
+            headers=headers,
+            outputs=[
+                httpclient.InferRequestedOutput("predict", binary_data=binary),
+                httpclient.InferRequestedOutput("predict_proba", binary_data=binary),
+            ],
+        )
         assert result.as_numpy("predict").ravel().tolist() == EXPECTED.tolist()
         assert np.allclose(result.as_numpy("predict_proba").sum(axis=1), 1.0)
     triton.close()
@@ -121,13 +146,21 @@ def test_a_joblib_model_serves_predictions_and_probabilities(processes, setup):
 def test_configuration_changes_are_revisions_and_rollback_restores_one(processes, setup):
     client, space = setup["client"], setup["space"]
     model_id = setup["onnx"]["id"]
-    again = client.post(f"/api/models/{model_id}/versions",
-                        files=[("Files[]", ("iris.onnx", setup["models"]["onnx"]))])
+    again = client.post(
+        f"/api/models/{model_id}/versions",
+        files=[("Files[]", ("iris.onnx", setup["models"]["onnx"]))],
+    )
     assert again.status_code == 201 and again.json()["version"] == "2", again.text
-    assert client.post(f"/inference/{space}/{model_id}", json={"name": "revised", "version": 1}).status_code == 201
+    assert (
+        client.post(
+            f"/inference/{space}/{model_id}", json={"name": "revised", "version": 1}
+        ).status_code
+        == 201
+    )
     first = wait_for(lambda: running(client, space, "revised"))
-    changed = client.patch(f"/inference/{space}/revised", json={"version": 2, "replicas": 1,
-                                                                "resources": {"cpu": 1}})
+    changed = client.patch(
+        f"/inference/{space}/revised", json={"version": 2, "replicas": 1, "resources": {"cpu": 1}}
+    )
     assert changed.status_code == 200 and changed.json()["revision"] == 2, changed.text
     wait_for(lambda: (e := running(client, space, "revised")) and e["version"] == 2 and e)
     rolled = client.post(f"/inference/{space}/revised/rollback", json={"revision": "1"})
@@ -138,9 +171,14 @@ def test_configuration_changes_are_revisions_and_rollback_restores_one(processes
     settled = lambda: (r := client.get(base).json()["data"])[2]["phase"] == "Running" and r
     revisions = wait_for(settled, timeout=20)
     assert [r["revision"] for r in revisions] == [1, 2, 3]
-    assert revisions[2]["spec"] == revisions[0]["spec"] and revisions[2]["rollbackOf"] == revisions[0]["id"]
+    assert (
+        revisions[2]["spec"] == revisions[0]["spec"]
+        and revisions[2]["rollbackOf"] == revisions[0]["id"]
+    )
     assert revisions[0]["phase"] == "Replaced" and revisions[1]["spec"]["version"] == 2
-    wait_for(lambda: "revision 3" in client.get("/inference/revised/logs").json()["logs"], timeout=20)
+    wait_for(
+        lambda: "revision 3" in client.get("/inference/revised/logs").json()["logs"], timeout=20
+    )
     triton, headers = triton_of(processes[0], space)
     tensor = httpclient.InferInput("X", list(SAMPLE.shape), "FP32")
     tensor.set_data_from_numpy(SAMPLE.astype(np.float32), binary_data=True)

@@ -385,9 +385,18 @@ def test_the_cli_deploys_a_bundle_follows_it_and_fetches_what_it_made(
     assert killed.returncode == 1 and "Job is not running" in killed.stdout
 
 
-@pytest.mark.parametrize("projection", ["training_trainings", "training_checkpoints", "training_bundles",
-                                        "training_provenance", "training_data_models", "training_connectors",
-                                        "training_clusters"])
+@pytest.mark.parametrize(
+    "projection",
+    [
+        "training_trainings",
+        "training_checkpoints",
+        "training_bundles",
+        "training_provenance",
+        "training_data_models",
+        "training_connectors",
+        "training_clusters",
+    ],
+)
 def test_each_training_read_model_equals_its_rebuild_from_the_log(training_platform, projection):
     verified = training_platform.cli("projections", "verify", projection)
     assert verified.returncode == 0, verified.stdout + verified.stderr
@@ -399,12 +408,17 @@ def test_a_graceful_stop_records_why_its_jobs_ended(tmp_path):
     try:
         with platform.admin() as admin:
             space = new_space(admin, "graceful")
-            job = upload(admin, space, tar_gz({"train.py": SLEEPER.encode()}), name="stopped").json()
+            job = upload(
+                admin, space, tar_gz({"train.py": SLEEPER.encode()}), name="stopped"
+            ).json()
             wait_for(admin, space, job["id"], ("running",))
         assert platform.stop() in (0, -signal.SIGTERM)
         platform.start()
         with platform.admin() as admin:
             info = admin.get(f"/train/{space}/{job['id']}").json()
-        assert info["status"] == "failed" and info["reason"] == "interrupted: the platform stopped while the training ran"
+        assert (
+            info["status"] == "failed"
+            and info["reason"] == "interrupted: the platform stopped while the training ran"
+        )
     finally:
         platform.stop()

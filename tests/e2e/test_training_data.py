@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 from launcher import Platform, new_space
-from s3server import ACCESS, SECRET, s3, s3_bucket, s3_url  # noqa: F401 - fixtures
+from s3server import ACCESS, SECRET, s3
 
 IRIS_CSV = "a,b,c,d,label\n" + "".join(
     f"{5 + i % 3}.{i % 10},{3 + i % 2}.{i % 7},{1 + 2 * (i % 3)}.{i % 5},{i % 3}.{i % 4},{i % 3}\n"

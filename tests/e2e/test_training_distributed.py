@@ -63,7 +63,7 @@ def eventually_final(admin, path: str, timeout: float = 30.0) -> dict:
 
 def test_the_training_process_trains_a_bundle_over_kafka_and_mongodb(processes):
     """Created through the gateway, run by the training process, followed through the gateway."""
-    gateway, training = processes
+    gateway, _training = processes
     with gateway.admin() as admin:
         space = new_space(admin, "distributed-training")
     buffer = io.BytesIO()

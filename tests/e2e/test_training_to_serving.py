@@ -53,7 +53,14 @@ def test_a_trained_checkpoint_deploys_and_predicts(serving_platform):
     answer = client.post(
         "/v2/models/iris-trained/infer",
         json={
-            "inputs": [{"name": "X", "shape": [3, 4], "datatype": "FP32", "data": sum(ROWS, [])}]
+            "inputs": [
+                {
+                    "name": "X",
+                    "shape": [3, 4],
+                    "datatype": "FP32",
+                    "data": [x for row in ROWS for x in row],
+                }
+            ]
         },
     )
     assert answer.status_code == 200, answer.text

@@ -5,7 +5,9 @@
     python backbone_proc.py relay   --events URL --topic T --bus kafka://... [--die-after-publishes K]
         run the outbox relay until it has published everything, print "relayed", exit.
         With --die-after-publishes K the process SIGKILLs itself right after its K-th publish,
-        before the relay records its checkpoint.
+        before the relay records its checkpoint. With --die-mid-send K (Kafka) it SIGKILLs itself
+        while its K-th batch is on the way: every event of it was sent, the broker acknowledged
+        the first record batches and not the rest, and the checkpoint is not recorded.
     python backbone_proc.py project --events URL [--readmodels URL]
         run the counter projection (a follower of the log) forever.
     python backbone_proc.py consume --readmodels URL --topic T --bus kafka://... --group G
@@ -130,7 +132,7 @@ class Proc:
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> Proc:
-        with open(self.log_path, "ab") as log:
+        with open(self.log_path, "ab") as log:  # noqa: ASYNC230 - opened once, handed to the child
             self.process = await asyncio.create_subprocess_exec(
                 *self.args, stdout=asyncio.subprocess.PIPE, stderr=log
             )
@@ -249,12 +251,36 @@ class DiesAfterPublishing(Bus):
         await self._inner.subscribe(group, topics, handler)
 
 
+class DiesMidSend(KafkaBus):
+    """A Kafka bus whose process dies (SIGKILL) during its K-th send: once the broker has
+    acknowledged the first record batches of it and before it has the others. Record batches
+    of 1 KiB (a few events each) give each partition several, and the producer sends a
+    partition's next batch only once the last one is acknowledged."""
+
+    def __init__(self, bootstrap: str, sends: int) -> None:
+        super().__init__(
+            bootstrap, client_id="relay-proc", producer_options={"max_batch_size": 1024}
+        )
+        self._left = sends
+
+    async def send(self, batches):
+        acks = await super().send(batches)
+        self._left -= 1
+        if self._left == 0:
+            await asyncio.wait(acks, return_when=asyncio.FIRST_COMPLETED)
+            say("dying mid-send")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return acks
+
+
 async def cmd_relay(args: argparse.Namespace) -> None:
     log = open_log(args.events, args.prefix, args.topic)
     docs = adapters.read_models(args.events.split("?", 1)[0], args.prefix)
     bus = adapters.bus(args.bus, client_id="relay-proc")
     if args.die_after_publishes:
         bus = DiesAfterPublishing(bus, args.die_after_publishes)
+    if args.die_mid_send:
+        bus = DiesMidSend(args.bus.removeprefix("kafka://"), args.die_mid_send)
     await bus.start()
     relay = OutboxRelay(log.store, docs, bus, log.registry, batch_size=args.batch_size)
     try:
@@ -317,6 +343,7 @@ def parse(argv: Iterable[str]) -> argparse.Namespace:
     parser.add_argument("--streams", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--die-after-publishes", type=int, default=0)
+    parser.add_argument("--die-mid-send", type=int, default=0)
     return parser.parse_args(list(argv))
 
 

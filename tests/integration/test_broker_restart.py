@@ -5,6 +5,7 @@ same broker every Kafka test uses, so this test brings it back before it ends). 
 writer keeps appending, the outbox relay keeps following the log and a consumer group keeps
 subscribing. Once the broker is back, every appended event reaches the topic and the group.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -12,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from backbone_proc import CounterTotals, append_counters, open_log, read_topic
 from mlplane import adapters
 from mlplane.bus import RetryPolicy
@@ -28,8 +28,11 @@ STREAMS = 20
 
 async def restart_kafka() -> None:
     proc = await asyncio.create_subprocess_exec(
-        "bash", str(SERVICES), "restart-kafka",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        "bash",
+        str(SERVICES),
+        "restart-kafka",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await asyncio.wait_for(proc.communicate(), 180)
     assert proc.returncode == 0, out.decode()[-2000:]
@@ -61,10 +64,12 @@ async def test_every_event_is_delivered_after_the_broker_restarts(
     docs = adapters.read_models(sqlite_url)
     # a short produce timeout: a send whose partition loses its leader fails instead of
     # waiting; one whose leader stays known waits for the broker (both must end delivered)
-    relay_bus = KafkaBus(kafka_bootstrap, client_id="relay",
-                         producer_options={"request_timeout_ms": 2000})
-    consumer_bus = KafkaBus(kafka_bootstrap, client_id="consumer",
-                            retry=RetryPolicy(max_attempts=3, first_delay=0.05))
+    relay_bus = KafkaBus(
+        kafka_bootstrap, client_id="relay", producer_options={"request_timeout_ms": 2000}
+    )
+    consumer_bus = KafkaBus(
+        kafka_bootstrap, client_id="consumer", retry=RetryPolicy(max_attempts=3, first_delay=0.05)
+    )
     await relay_bus.start()
     await consumer_bus.start()
     received: set[str] = set()
@@ -73,8 +78,15 @@ async def test_every_event_is_delivered_after_the_broker_restarts(
         received.add(event.id)
 
     await consumer_bus.subscribe(f"{unique}{CounterTotals.name}", [topic], handle)
-    relay = OutboxRelay(log.store, docs, relay_bus, log.registry,
-                        batch_size=200, poll_interval=0.2, wake=log.waker())
+    relay = OutboxRelay(
+        log.store,
+        docs,
+        relay_bus,
+        log.registry,
+        batch_size=200,
+        poll_interval=0.2,
+        wake=log.waker(),
+    )
     relaying = asyncio.create_task(relay.run())
     stop_writing = asyncio.Event()
     writer = asyncio.create_task(keep_appending(log, stop_writing))

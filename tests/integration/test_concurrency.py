@@ -4,6 +4,7 @@ MongoDB (FerretDB) writers run concurrently with asyncio.gather over a connectio
 calls do not yield to the event loop, so its writers are OS threads and processes opening the
 same file (each append takes the write lock with BEGIN IMMEDIATE).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -12,7 +13,7 @@ import threading
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
-from backends import Backend, backend  # noqa: F401
+from backends import Backend
 from mlplane.errors import ConcurrencyError
 from mlplane.events import StoredEvent, new_id
 from mlplane.eventstore import EventStore
@@ -75,7 +76,10 @@ async def test_concurrent_appenders_that_retry_leave_versions_without_gaps(backe
         with ThreadPoolExecutor(writers) as pool:
             loop = asyncio.get_running_loop()
             await asyncio.gather(
-                *(loop.run_in_executor(pool, thread_writer, str(backend.path), w, count) for w in range(writers))
+                *(
+                    loop.run_in_executor(pool, thread_writer, str(backend.path), w, count)
+                    for w in range(writers)
+                )
             )
     else:
         stores = [backend.event_store() for _ in range(4)]

@@ -5,6 +5,7 @@ projection runner, or a Kafka consumer folding into a read model) is killed agai
 After a last run catches up, every stream's count and sum equal what was appended, no event
 was folded out of stream order, and the read model equals a rebuild from the log.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -14,7 +15,6 @@ import time
 from collections.abc import Awaitable, Callable
 
 import pytest
-
 from backbone_proc import (
     CounterTotals,
     Proc,
@@ -79,15 +79,23 @@ async def rebuilt_equals_live(log, docs) -> None:
         await docs.drop(scratch)
 
 
-async def test_projection_runner_killed_at_random_points_loses_and_repeats_nothing(tmp_path, sqlite_url):
+async def test_projection_runner_killed_at_random_points_loses_and_repeats_nothing(
+    tmp_path, sqlite_url
+):
     rng = random.Random(SEED)
     log = open_log(sqlite_url, "", "mlplane.counters")
     docs = adapters.read_models(sqlite_url)
     writer = asyncio.create_task(append_slowly(log, EVENTS, STREAMS, seconds=8))
 
     def runner() -> Proc:
-        return Proc("project", "--events", sqlite_url, "--batch-size", "50",
-                    log_path=str(tmp_path / "project.log"))
+        return Proc(
+            "project",
+            "--events",
+            sqlite_url,
+            "--batch-size",
+            "50",
+            log_path=str(tmp_path / "project.log"),
+        )
 
     mid_work = await kill_repeatedly(
         runner, "projecting", writer, lambda: docs.get_checkpoint(CounterTotals.name), rng
@@ -144,15 +152,29 @@ async def test_kafka_consumer_killed_at_random_points_loses_and_repeats_nothing(
     docs = adapters.read_models(read_model_url, unique)
     bus = KafkaBus(kafka_bootstrap)
     await bus.start()
-    relay = OutboxRelay(log.store, checkpoints, bus, counter_registry(topic),
-                        poll_interval=0.05, wake=log.waker())
+    relay = OutboxRelay(
+        log.store, checkpoints, bus, counter_registry(topic), poll_interval=0.05, wake=log.waker()
+    )
     relaying = asyncio.create_task(relay.run())
     writer = asyncio.create_task(append_slowly(log, events, STREAMS, seconds=8))
 
     def consumer() -> Proc:
-        return Proc("consume", "--readmodels", read_model_url, "--prefix", unique, "--topic", topic,
-                    "--bus", f"kafka://{kafka_bootstrap}", "--group", f"{unique}totals",
-                    "--instance", f"{unique}totals-0", log_path=str(tmp_path / "consume.log"))
+        return Proc(
+            "consume",
+            "--readmodels",
+            read_model_url,
+            "--prefix",
+            unique,
+            "--topic",
+            topic,
+            "--bus",
+            f"kafka://{kafka_bootstrap}",
+            "--group",
+            f"{unique}totals",
+            "--instance",
+            f"{unique}totals-0",
+            log_path=str(tmp_path / "consume.log"),
+        )
 
     try:
         mid_work = await kill_repeatedly(consumer, "consuming", writer, lambda: _folded(docs), rng)

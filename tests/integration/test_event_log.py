@@ -1,12 +1,12 @@
 """The event log over every adapter: typed appends, upcasting, time travel, crypto-shredding."""
+
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
 
 import pytest
-
-from backends import Backend, backend  # noqa: F401
+from backends import Backend
 from mlplane import keystore as ks
 from mlplane.eventlog import Context, EventLog
 from mlplane.events import Envelope, Event, EventRegistry, StoredEvent
@@ -42,7 +42,9 @@ def budget_v1_to_v2(data: dict) -> dict:
     return {"amount": data["cents"] // 100, "currency": "EUR"}
 
 
-@registry.register("ContactAdded", topic="team", version=2, personal=("email",), subject_field="user")
+@registry.register(
+    "ContactAdded", topic="team", version=2, personal=("email",), subject_field="user"
+)
 class ContactAdded(Event):
     user: str
     email: str | None = None
@@ -72,7 +74,9 @@ async def join(log: EventLog, user: str, version: int | None = None) -> list[Env
 
 
 async def test_append_returns_typed_envelopes_carrying_the_context(log: EventLog):
-    ctx = Context(space="s1", actor="u1", correlation_id="c1", causation_id="e0", source="mlplane/test")
+    ctx = Context(
+        space="s1", actor="u1", correlation_id="c1", causation_id="e0", source="mlplane/test"
+    )
     [env] = await log.append("team:1", [RoleChanged(user="ann", role="owner")], NO_STREAM, ctx)
     assert env.data == RoleChanged(user="ann", role="owner")
     assert (env.version, env.position, env.space, env.actor) == (1, 1, "s1", "u1")
@@ -81,13 +85,19 @@ async def test_append_returns_typed_envelopes_carrying_the_context(log: EventLog
 
 
 async def test_work_caused_by_an_event_carries_its_correlation(log: EventLog):
-    [first] = await log.append("team:1", [RoleChanged(user="ann", role="owner")], NO_STREAM, Context(space="s1"))
-    [second] = await log.append("team:2", [RoleChanged(user="bob", role="owner")], NO_STREAM, Context().caused_by(first))
+    [first] = await log.append(
+        "team:1", [RoleChanged(user="ann", role="owner")], NO_STREAM, Context(space="s1")
+    )
+    [second] = await log.append(
+        "team:2", [RoleChanged(user="bob", role="owner")], NO_STREAM, Context().caused_by(first)
+    )
     assert (second.space, second.correlation_id, second.causation_id) == ("s1", first.id, first.id)
 
 
 async def test_stored_old_versions_read_back_in_the_current_shape(log: EventLog):
-    old = StoredEvent(id="b1", stream_id="team:1", type="BudgetSet", data={"cents": 12_300}, type_version=1)
+    old = StoredEvent(
+        id="b1", stream_id="team:1", type="BudgetSet", data={"cents": 12_300}, type_version=1
+    )
     await log.store.append("team:1", [old], NO_STREAM)
     await log.append("team:1", [BudgetSet(amount=200, currency="USD")], 1)
     read = [env.data for env in await log.read_stream("team:1")]
@@ -164,10 +174,22 @@ async def test_personal_data_cannot_be_written_for_a_forgotten_subject(log: Even
     assert [env.data.role for env in await log.read_all()] == ["viewer"]
 
 
-async def test_a_personal_field_renamed_by_an_upcaster_is_still_decrypted_and_forgotten(log: EventLog):
+async def test_a_personal_field_renamed_by_an_upcaster_is_still_decrypted_and_forgotten(
+    log: EventLog,
+):
     sealed = ks.encrypt(await log.keys.create("ann"), "ann", "ann@example.com")
-    old = StoredEvent(id="c1", stream_id="team:1", type="ContactAdded", data={"user": "ann", "mail": sealed}, type_version=1)
+    old = StoredEvent(
+        id="c1",
+        stream_id="team:1",
+        type="ContactAdded",
+        data={"user": "ann", "mail": sealed},
+        type_version=1,
+    )
     await log.store.append("team:1", [old], NO_STREAM)
-    assert [env.data for env in await log.read_stream("team:1")] == [ContactAdded(user="ann", email="ann@example.com")]
+    assert [env.data for env in await log.read_stream("team:1")] == [
+        ContactAdded(user="ann", email="ann@example.com")
+    ]
     await log.forget("ann")
-    assert [env.data for env in await log.read_stream("team:1")] == [ContactAdded(user="ann", email=None)]
+    assert [env.data for env in await log.read_stream("team:1")] == [
+        ContactAdded(user="ann", email=None)
+    ]

@@ -8,7 +8,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from backends import Backend, backend  # noqa: F401
+from backends import Backend
 from mlplane.adapters import bus
 from mlplane.eventlog import Context
 from mlplane.events import Envelope, Event, EventRegistry
@@ -69,7 +69,7 @@ async def raw_read_models(b: Backend) -> dict[str, str]:
 
 
 async def test_forgetting_leaves_no_clear_text_in_any_read_model_collection(
-    backend: Backend,  # noqa: F811
+    backend: Backend,
     tmp_path: Path,
 ):
     kernel = Kernel(

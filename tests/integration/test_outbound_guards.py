@@ -22,7 +22,7 @@ from kubefake import FakeApiServer, FakeCluster
 from logs_platform import ADMIN_TOKEN, Platform, free_port
 from mlplane.service import load
 from mlplane.settings import Settings
-from s3server import ACCESS, SECRET, s3_bucket, s3_url  # noqa: F401 - fixtures
+from s3server import ACCESS, SECRET
 
 from services.gateway.bootstrap import create_app
 from services.training.views import SETTINGS
@@ -175,8 +175,8 @@ async def test_a_connector_status_never_echoes_what_the_endpoint_answered(loopba
 async def test_a_connector_connection_is_checked_again_when_it_opens(
     loopback,
     monkeypatch,
-    s3_url,  # noqa: F811 - a fixture
-    s3_bucket,  # noqa: F811 - a fixture
+    s3_url,
+    s3_bucket,
 ):
     headers = {"X-Space-ID": await loopback.new_space()}
     body = s3_connector(s3_url, bucket=s3_bucket, access_key_id=ACCESS, secret_access_key=SECRET)

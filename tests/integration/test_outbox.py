@@ -14,6 +14,7 @@ import pytest
 from backbone_proc import Proc, append_counters, open_log, read_topic
 from mlplane import adapters
 from mlplane.bus.inproc import InProcessBus
+from mlplane.bus.kafka import KafkaBus
 from mlplane.outbox import RELAY, OutboxRelay
 
 STORES = [
@@ -160,6 +161,68 @@ async def test_relayed_events_keep_their_stream_order_on_kafka(
     for eid, stream in await read_topic(kafka_bootstrap, topic):
         received.setdefault(stream, []).append(eid)
     assert received == expected
+
+
+async def test_a_relay_killed_between_sending_and_its_checkpoint_loses_and_reorders_nothing(
+    events_url, unique, kafka_bootstrap, tmp_path
+):
+    """The relay sends a whole batch before it waits for the broker: killed in between, part of
+    the batch is on Kafka and part is not. The restarted relay sends it all again, and a
+    consumer that drops repeats by id sees every event, each stream in its order."""
+    topic = f"mlplane.{unique}counters"
+    log = open_log(events_url, unique, topic)
+    try:
+        await append_counters(log, count_for(events_url), streams=7)
+        stored = await log.store.read_all(1, 100_000)
+    finally:
+        await log.store.close()
+    appended = [row.id for row in stored]
+    second = set(appended[50:100])
+
+    dying = await relay(
+        events_url, unique, topic, kafka_bootstrap, tmp_path, "--die-mid-send", "2"
+    ).start()
+    await dying.wait_for("dying mid-send")
+    assert await dying.exit_code() == -9
+    on_kafka = {eid for eid, _ in await read_topic(kafka_bootstrap, topic)}
+    assert set(appended[:50]) <= on_kafka  # the first batch, acknowledged and recorded
+    assert 0 < len(on_kafka & second) < len(second)  # the second: killed part-way
+    assert on_kafka <= set(appended[:100])
+
+    restarted = await relay(events_url, unique, topic, kafka_bootstrap, tmp_path).start()
+    await restarted.wait_for("relayed")
+    assert await restarted.exit_code() == 0
+
+    received = await consume_once_each(kafka_bootstrap, topic, f"{unique}checker", len(appended))
+    expected: dict[str, list[str]] = {}
+    for row in stored:
+        expected.setdefault(row.stream_id, []).append(row.id)
+    assert received == expected  # nothing lost, each stream in stream order
+    repeated = Counter(eid for eid, _ in await read_topic(kafka_bootstrap, topic))
+    assert {eid for eid, n in repeated.items() if n > 1} == on_kafka & second
+
+
+async def consume_once_each(
+    bootstrap: str, topic: str, group: str, count: int
+) -> dict[str, list[str]]:
+    """Subscribe `group` through the Kafka bus; each stream's event ids in the order they came,
+    repeats dropped by id, once `count` distinct events have arrived."""
+    seen: set[str] = set()
+    by_stream: dict[str, list[str]] = {}
+
+    async def handle(event) -> None:
+        if event.id not in seen:
+            seen.add(event.id)
+            by_stream.setdefault(event.stream_id, []).append(event.id)
+
+    bus = KafkaBus(bootstrap)
+    await bus.start()
+    try:
+        await bus.subscribe(group, [topic], handle)
+        await asyncio.wait_for(_until(lambda: len(seen) >= count), 60)
+    finally:
+        await bus.stop()
+    return by_stream
 
 
 class RefusingBus(InProcessBus):

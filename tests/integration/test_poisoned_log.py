@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from backends import Backend, backend  # noqa: F401
+from backends import Backend
 from mlplane.errors import UnreadableEvent
 from mlplane.eventlog import EventLog
 from mlplane.events import Envelope, Event, EventRegistry, StoredEvent, new_id

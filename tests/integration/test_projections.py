@@ -1,9 +1,9 @@
 """Projections over every adapter: folding, resuming, replays, rebuild and verify, forgetting."""
+
 from __future__ import annotations
 
 import pytest
-
-from backends import Backend, backend  # noqa: F401
+from backends import Backend
 from mlplane.eventlog import EventLog
 from mlplane.events import Envelope, Event, EventRegistry
 from mlplane.eventstore import ANY, NO_STREAM
@@ -86,16 +86,25 @@ async def fill(log: EventLog) -> None:
     await log.append("acc:3", [AccountClosed()], 1)
 
 
-async def test_the_runner_folds_every_handled_event_into_documents(log: EventLog, docs: ReadModelStore):
+async def test_the_runner_folds_every_handled_event_into_documents(
+    log: EventLog, docs: ReadModelStore
+):
     await fill(log)
     assert await ProjectionRunner(ACCOUNTS, log, docs).run_once() == 8
     assert await balances(docs) == {"acc:1": 30, "acc:2": 5}
     assert await docs.get(ACCOUNTS.name, "acc:1") == {
-        "_key": "acc:1", "_pos": 3, "owner": "ann", "email": "ann@example.com", "balance": 30, "deposits": 2,
+        "_key": "acc:1",
+        "_pos": 3,
+        "owner": "ann",
+        "email": "ann@example.com",
+        "balance": 30,
+        "deposits": 2,
     }
 
 
-async def test_a_deleted_document_is_hidden_but_remembers_its_position(log: EventLog, docs: ReadModelStore):
+async def test_a_deleted_document_is_hidden_but_remembers_its_position(
+    log: EventLog, docs: ReadModelStore
+):
     await fill(log)
     await ProjectionRunner(ACCOUNTS, log, docs).run_once()
     assert await docs.get(ACCOUNTS.name, "acc:3") is None
@@ -141,7 +150,9 @@ async def test_a_batch_replayed_after_a_crash_applies_only_what_was_missing(
     assert await balances(docs) == {"acc:1": 30, "acc:2": 5}
 
 
-async def test_rebuild_swaps_in_a_new_collection_equal_to_the_live_one(log: EventLog, docs: ReadModelStore):
+async def test_rebuild_swaps_in_a_new_collection_equal_to_the_live_one(
+    log: EventLog, docs: ReadModelStore
+):
     await fill(log)
     await ProjectionRunner(ACCOUNTS, log, docs).run_once()
     live = await docs.all_docs(ACCOUNTS.name)
@@ -166,7 +177,9 @@ async def test_after_a_rebuild_the_live_runner_continues_in_the_rebuilt_collecti
     assert (await docs.get(ACCOUNTS.name, "acc:2"))["balance"] == 105
 
 
-async def test_a_rebuild_keeps_the_previous_copy_and_drops_older_ones(log: EventLog, docs: ReadModelStore):
+async def test_a_rebuild_keeps_the_previous_copy_and_drops_older_ones(
+    log: EventLog, docs: ReadModelStore
+):
     await fill(log)
     await ProjectionRunner(ACCOUNTS, log, docs).run_once()
     first = await rebuild(ACCOUNTS, log, docs)
@@ -176,7 +189,9 @@ async def test_a_rebuild_keeps_the_previous_copy_and_drops_older_ones(log: Event
     assert ours == {first, second}
 
 
-async def test_verify_finds_no_difference_in_a_healthy_projection(log: EventLog, docs: ReadModelStore):
+async def test_verify_finds_no_difference_in_a_healthy_projection(
+    log: EventLog, docs: ReadModelStore
+):
     await fill(log)
     await ProjectionRunner(ACCOUNTS, log, docs).run_once()
     difference = await verify(ACCOUNTS, log, docs)
@@ -194,28 +209,40 @@ async def test_verify_brings_a_lagging_live_projection_level_before_comparing(
     assert (await balances(docs))["acc:1"] == 31
 
 
-async def test_verify_reports_changed_missing_and_extra_documents(log: EventLog, docs: ReadModelStore):
+async def test_verify_reports_changed_missing_and_extra_documents(
+    log: EventLog, docs: ReadModelStore
+):
     await fill(log)
     await ProjectionRunner(ACCOUNTS, log, docs).run_once()
     later = await log.store.head_position() + 100
     await docs.put_many(
         ACCOUNTS.name,
         [
-            Write("acc:1", {"owner": "ann", "email": None, "balance": 1_000_000, "deposits": 2}, later),
+            Write(
+                "acc:1", {"owner": "ann", "email": None, "balance": 1_000_000, "deposits": 2}, later
+            ),
             Write("acc:2", None, later),
             Write("acc:9", {"owner": "mallory", "balance": 5}, later),
         ],
     )
     difference = await verify(ACCOUNTS, log, docs)
-    assert (difference.changed, difference.missing, difference.extra) == (["acc:1"], ["acc:2"], ["acc:9"])
+    assert (difference.changed, difference.missing, difference.extra) == (
+        ["acc:1"],
+        ["acc:2"],
+        ["acc:9"],
+    )
     assert not difference.empty
 
 
-async def test_verify_reports_a_document_changed_at_its_own_position(log: EventLog, docs: ReadModelStore):
+async def test_verify_reports_a_document_changed_at_its_own_position(
+    log: EventLog, docs: ReadModelStore
+):
     await fill(log)
     await ProjectionRunner(ACCOUNTS, log, docs).run_once()
     await docs.drop(ACCOUNTS.name)
-    await docs.put_many(ACCOUNTS.name, [Write("acc:2", {"owner": "bob", "balance": 6, "deposits": 1}, 5)])
+    await docs.put_many(
+        ACCOUNTS.name, [Write("acc:2", {"owner": "bob", "balance": 6, "deposits": 1}, 5)]
+    )
     await docs.set_checkpoint(ACCOUNTS.name, await log.store.head_position())
     difference = await verify(ACCOUNTS, log, docs)
     assert (difference.changed, difference.missing) == (["acc:2"], ["acc:1"])

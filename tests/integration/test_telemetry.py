@@ -3,15 +3,13 @@
 The trace crosses the outbox (the event store keeps the append's `traceparent`) and the bus
 (the producer span's `traceparent` travels with the message, as a Kafka header on Kafka).
 """
+
 from __future__ import annotations
 
 import asyncio
 import time
 
 import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
 from backbone_proc import counter_event, open_log
 from mlplane import adapters, telemetry
 from mlplane.bus.inproc import InProcessBus
@@ -19,6 +17,8 @@ from mlplane.bus.kafka import KafkaBus
 from mlplane.eventlog import Context
 from mlplane.events import StoredEvent
 from mlplane.outbox import OutboxRelay
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 
 @pytest.fixture
@@ -72,7 +72,9 @@ async def test_command_append_publish_and_handling_share_one_trace(spans, bus, s
     [publish] = named(spans, f"publish {topic}")
     [handling] = named(spans, "handle CounterIncremented")
     trace_id = command.get_span_context().trace_id
-    assert {append.context.trace_id, publish.context.trace_id, handling.context.trace_id} == {trace_id}
+    assert {append.context.trace_id, publish.context.trace_id, handling.context.trace_id} == {
+        trace_id
+    }
     assert append.parent.span_id == command.get_span_context().span_id
     assert publish.parent.span_id == append.context.span_id
     assert handling.parent.span_id == publish.context.span_id
@@ -98,7 +100,9 @@ async def test_work_done_in_reaction_to_an_event_continues_its_trace(spans, sqli
     [reaction] = await log.read_stream("counter-2")
     trace_id = f"{command.get_span_context().trace_id:032x}"
     assert reaction.traceparent.split("-")[1] == trace_id
-    assert {s.context.trace_id for s in named(spans, "append")} == {command.get_span_context().trace_id}
+    assert {s.context.trace_id for s in named(spans, "append")} == {
+        command.get_span_context().trace_id
+    }
 
 
 async def test_without_tracing_events_keep_flowing_and_carry_no_trace(sqlite_url, unique):

@@ -37,9 +37,7 @@ def platform_registry() -> EventRegistry:
 def test_the_checked_in_asyncapi_document_is_current():
     assert (ROOT / "schemas" / "asyncapi.yaml").read_text() == asyncapi.render(
         platform_registry()
-    ), (
-        "schemas/asyncapi.yaml is out of date: run `mlplane schemas export` and commit the result"
-    )
+    ), "schemas/asyncapi.yaml is out of date: run `mlplane schemas export` and commit the result"
 
 
 def test_every_event_type_is_a_message_of_its_topic_with_its_schema_file():

@@ -1,13 +1,13 @@
 """Event types: the registry, personal fields, upcasting and the CloudEvents envelope."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
-from pydantic import ValidationError
-
 from mlplane.errors import UnknownEventType
 from mlplane.events import Envelope, Event, EventRegistry, StoredEvent
+from pydantic import ValidationError
 
 
 @pytest.fixture
@@ -16,12 +16,18 @@ def registry() -> EventRegistry:
 
 
 def test_a_registered_type_carries_its_name_version_topic_and_personal_fields(registry):
-    @registry.register("UserInvited", topic="gateway", version=2, personal=("email",), subject_field="user")
+    @registry.register(
+        "UserInvited", topic="gateway", version=2, personal=("email",), subject_field="user"
+    )
     class UserInvited(Event):
         user: str
         email: str | None = None
 
-    assert (UserInvited.type_name, UserInvited.type_version, UserInvited.topic) == ("UserInvited", 2, "gateway")
+    assert (UserInvited.type_name, UserInvited.type_version, UserInvited.topic) == (
+        "UserInvited",
+        2,
+        "gateway",
+    )
     assert (UserInvited.personal, UserInvited.subject_field) == (("email",), "user")
     assert registry.model("UserInvited") is UserInvited
     assert registry.types() == {"UserInvited": UserInvited}
@@ -92,13 +98,21 @@ def test_to_stored_then_decode_round_trips_payload_and_metadata(registry):
         name: str
         at: datetime
 
-    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
-    stored = registry.to_stored("thing:1", Thing(name="a", at=at), space="s1", actor=None, traceparent="00-x")
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    stored = registry.to_stored(
+        "thing:1", Thing(name="a", at=at), space="s1", actor=None, traceparent="00-x"
+    )
     assert stored.data == {"name": "a", "at": "2026-01-02T03:04:05Z"}
     assert stored.meta == {"space": "s1", "traceparent": "00-x"}
     env = registry.decode(stored.at(3, 9))
     assert env.data == Thing(name="a", at=at)
-    assert (env.stream_id, env.version, env.position, env.space, env.actor) == ("thing:1", 3, 9, "s1", None)
+    assert (env.stream_id, env.version, env.position, env.space, env.actor) == (
+        "thing:1",
+        3,
+        9,
+        "s1",
+        None,
+    )
     assert env.traceparent == "00-x"
 
 
@@ -108,7 +122,7 @@ def test_a_stored_event_read_as_json_text_decodes_like_one_held_as_data(registry
         name: str
         at: datetime
 
-    held = registry.to_stored("thing:1", Thing(name="a", at=datetime(2026, 1, 2, tzinfo=timezone.utc)))
+    held = registry.to_stored("thing:1", Thing(name="a", at=datetime(2026, 1, 2, tzinfo=UTC)))
     read = StoredEvent(held.id, held.stream_id, held.type, raw=held.raw, time=held.time)
     assert read == held
     assert read.data == held.data
@@ -139,8 +153,20 @@ def test_stored_old_versions_are_upcast_step_by_step_to_the_current_shape(regist
     def v2_to_v3(data):
         return {"model": data["model"], "metrics": {"accuracy": data["accuracy"]}}
 
-    v1 = StoredEvent(id="e1", stream_id="m", type="ModelTrained", data={"name": "resnet", "accuracy": 0.9}, type_version=1)
-    v2 = StoredEvent(id="e2", stream_id="m", type="ModelTrained", data={"model": "vit", "accuracy": 0.8}, type_version=2)
+    v1 = StoredEvent(
+        id="e1",
+        stream_id="m",
+        type="ModelTrained",
+        data={"name": "resnet", "accuracy": 0.9},
+        type_version=1,
+    )
+    v2 = StoredEvent(
+        id="e2",
+        stream_id="m",
+        type="ModelTrained",
+        data={"model": "vit", "accuracy": 0.8},
+        type_version=2,
+    )
     assert registry.decode(v1).data == ModelTrained(model="resnet", metrics={"accuracy": 0.9})
     assert registry.decode(v2).data == ModelTrained(model="vit", metrics={"accuracy": 0.8})
     assert v1.data == {"name": "resnet", "accuracy": 0.9}  # the stored row is left as it was
@@ -151,11 +177,21 @@ def test_cloudevent_attributes_carry_the_envelope_and_its_extensions(registry):
     class Thing(Event):
         name: str
 
-    at = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    at = datetime(2026, 1, 2, tzinfo=UTC)
     env = Envelope(
-        id="e1", type="Thing", stream_id="thing:1", data=Thing(name="a"), version=4, position=17,
-        time=at, source="mlplane/training", space="s1", actor="u1", correlation_id="c1",
-        causation_id="e0", traceparent="00-abc-def-01",
+        id="e1",
+        type="Thing",
+        stream_id="thing:1",
+        data=Thing(name="a"),
+        version=4,
+        position=17,
+        time=at,
+        source="mlplane/training",
+        space="s1",
+        actor="u1",
+        correlation_id="c1",
+        causation_id="e0",
+        traceparent="00-abc-def-01",
     )
     assert env.cloudevent_attributes() == {
         "specversion": "1.0",
@@ -182,7 +218,15 @@ def test_cloudevent_attributes_leave_out_extensions_that_are_not_set(registry):
     class Thing(Event):
         pass
 
-    env = Envelope(id="e1", type="Thing", stream_id="s", data=Thing(), version=1, position=1, time=datetime.now(timezone.utc))
+    env = Envelope(
+        id="e1",
+        type="Thing",
+        stream_id="s",
+        data=Thing(),
+        version=1,
+        position=1,
+        time=datetime.now(UTC),
+    )
     attrs = env.cloudevent_attributes()
     assert not {"space", "actor", "correlationid", "causationid", "traceparent"} & attrs.keys()
     assert all(isinstance(v, str) for v in attrs.values())
@@ -197,7 +241,12 @@ def test_json_schemas_describe_each_type_under_its_name_and_version(registry):
     schemas = registry.json_schemas()
     assert list(schemas) == ["UserInvited.v2"]
     schema = schemas["UserInvited.v2"]
-    assert schema["x-mlplane"] == {"type": "UserInvited", "version": 2, "topic": "gateway", "personal": ["email"]}
+    assert schema["x-mlplane"] == {
+        "type": "UserInvited",
+        "version": 2,
+        "topic": "gateway",
+        "personal": ["email"],
+    }
     assert schema["required"] == ["user"]
     assert schema["additionalProperties"] is False
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from mlplane.jsonbody import find_fault, is_json
 
 

@@ -1,4 +1,5 @@
 """Event schemas: the checked-in files under schemas/events match what the code produces."""
+
 from __future__ import annotations
 
 import importlib
@@ -7,10 +8,11 @@ import pkgutil
 from pathlib import Path
 
 import pytest
+from mlplane import schemas
+from mlplane.events import Event, EventRegistry
+from mlplane.events import registry as default_registry
 
 import services
-from mlplane import schemas
-from mlplane.events import Event, EventRegistry, registry as default_registry
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "events"
 
@@ -90,7 +92,9 @@ def test_check_names_changed_missing_and_left_over_files(tmp_path: Path, registr
     assert schemas.check(tmp_path, registry) == ["ThingGone.v1", "ThingMade.v1", "ThingMade.v2"]
 
 
-def test_export_restores_the_directory_and_removes_left_over_files(tmp_path: Path, registry: EventRegistry):
+def test_export_restores_the_directory_and_removes_left_over_files(
+    tmp_path: Path, registry: EventRegistry
+):
     schemas.export(tmp_path, registry)
     (tmp_path / "ThingMade.v1.json").write_text("{}\n")
     (tmp_path / "ThingGone.v1.json").unlink()

@@ -47,8 +47,11 @@ def place(tmp_path: Path):
     return tmp_path / "archives", tmp_path / "sandbox" / "bundle", outside
 
 
+DEFAULTS = Limits()
+
+
 def refused(
-    archive: Path, dest: Path, outside: Path, error: type, name: str, limits: Limits = Limits()
+    archive: Path, dest: Path, outside: Path, error: type, name: str, limits: Limits = DEFAULTS
 ):
     with pytest.raises(error) as caught:
         unpack(archive, dest, limits)

@@ -1,13 +1,13 @@
 """Trains a logistic regression on the iris measurements shipped in data/ and hands the
 platform an ONNX checkpoint with its test metrics."""
+
 import csv
 
 import numpy as np
+from mlplane import train
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
-
-from mlplane import train
 
 params = train.params()
 with open(train.data_dir() / "iris.csv") as fh:

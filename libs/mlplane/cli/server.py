@@ -25,7 +25,11 @@ def up(
         str | None, typer.Option(help="'all' or comma-separated service names")
     ] = None,
     access_log: Annotated[
-        bool, typer.Option("--access-log", help="Log every request (uvicorn's access log; off by default: it costs a sixth of the throughput)")
+        bool,
+        typer.Option(
+            "--access-log",
+            help="Log every request (uvicorn's access log; off by default: it costs a sixth of the throughput)",
+        ),
     ] = False,
 ) -> None:
     """Run the platform: with no configuration, every service in this process on embedded stores."""

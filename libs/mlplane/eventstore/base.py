@@ -1,4 +1,5 @@
 """The event store port: append with optimistic concurrency, read a stream, read everything."""
+
 from __future__ import annotations
 
 import abc

@@ -4,6 +4,7 @@ Positions are the table's integer primary key, assigned inside the write transac
 SQLite admits one writer at a time, so positions commit in order and a reader never sees a
 later position before an earlier one.
 """
+
 from __future__ import annotations
 
 import functools
@@ -73,18 +74,35 @@ def _rows(events: Sequence[StoredEvent]) -> list[tuple]:
     for ev in events:
         if ev.meta != meta:
             meta, meta_json = ev.meta, json.dumps(ev.meta, separators=(",", ":"))
-        rows.append((
-            ev.position, ev.id, ev.stream_id, ev.version, ev.type, ev.type_version,
-            ev.time.isoformat(), ev.raw, meta_json,
-        ))
+        rows.append(
+            (
+                ev.position,
+                ev.id,
+                ev.stream_id,
+                ev.version,
+                ev.type,
+                ev.type_version,
+                ev.time.isoformat(),
+                ev.raw,
+                meta_json,
+            )
+        )
     return rows
 
 
 def _event(row: tuple) -> StoredEvent:
     position, id_, stream_id, version, type_, type_version, time, data, meta = row
     return StoredEvent(
-        id_, stream_id, type_, None, type_version, version, position,
-        datetime.fromisoformat(time), _meta(meta), raw=data,
+        id_,
+        stream_id,
+        type_,
+        None,
+        type_version,
+        version,
+        position,
+        datetime.fromisoformat(time),
+        _meta(meta),
+        raw=data,
     )
 
 

@@ -4,6 +4,7 @@ Fields an event type marks as personal are encrypted with the key of their data 
 Forgetting a subject destroys its key: the ciphertext stays in the append-only log but can no
 longer be read, so every read, replay and rebuilt projection shows those fields as erased.
 """
+
 from __future__ import annotations
 
 import abc

@@ -1,4 +1,5 @@
 """MongoDB key store (motor). A forgotten subject keeps a document without a key."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """SQLite key store. A forgotten subject keeps a row without a key, so it is never re-keyed."""
+
 from __future__ import annotations
 
 from ..eventstore.sqlite import connect

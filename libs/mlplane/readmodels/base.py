@@ -14,6 +14,7 @@ last descending, and pagination walks through them like any other value.
 Reads address a collection by its logical name, resolved through an alias, so a rebuilt copy
 of a projection can be swapped in at once (`set_alias`); writes name the physical collection.
 """
+
 from __future__ import annotations
 
 import abc

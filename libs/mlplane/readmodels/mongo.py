@@ -17,6 +17,7 @@ Keys holding `.` or `$` (Kubernetes labels, parameter names) are refused by Mong
 servers; they are stored with those characters swapped for their full-width forms and read
 back as written.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -143,7 +144,10 @@ class MongoReadModels(ReadModelStore):
         pending = [w for w in _latest(writes) if stored.get(w.key, -1) < w.position]
         if not pending:
             return
-        ops = [InsertOne({"_id": w.key, **_body(w)}) if w.key not in stored else _replace(w) for w in pending]
+        ops = [
+            InsertOne({"_id": w.key, **_body(w)}) if w.key not in stored else _replace(w)
+            for w in pending
+        ]
         try:
             await coll.bulk_write(ops, ordered=False)
         except BulkWriteError as exc:
@@ -185,7 +189,9 @@ class MongoReadModels(ReadModelStore):
 
     async def all_docs(self, collection: str) -> dict[str, Doc]:
         collection = await self.resolve(collection)
-        return {d["_id"]: _public(d) async for d in self._coll(collection).find({"_deleted": False})}
+        return {
+            d["_id"]: _public(d) async for d in self._coll(collection).find({"_deleted": False})
+        }
 
     async def drop(self, collection: str) -> None:
         await self._coll(collection).drop()
@@ -193,7 +199,11 @@ class MongoReadModels(ReadModelStore):
 
     async def collections(self) -> list[str]:
         names = await self._db.list_collection_names()
-        return [n[len(self._prefix) :] for n in names if n.startswith(self._prefix) and n != f"{self._prefix}_meta"]
+        return [
+            n[len(self._prefix) :]
+            for n in names
+            if n.startswith(self._prefix) and n != f"{self._prefix}_meta"
+        ]
 
     async def get_checkpoint(self, name: str) -> int:
         doc = await self._meta.find_one({"_id": f"checkpoint:{name}"})
@@ -219,5 +229,7 @@ class MongoReadModels(ReadModelStore):
         return physical
 
     async def set_alias(self, name: str, physical: str) -> None:
-        await self._meta.update_one({"_id": f"alias:{name}"}, {"$set": {"physical": physical}}, upsert=True)
+        await self._meta.update_one(
+            {"_id": f"alias:{name}"}, {"$set": {"physical": physical}}, upsert=True
+        )
         self._aliases.pop(name, None)

@@ -1,4 +1,5 @@
 """SQLite read-model store: one table of JSON documents, filtered with json_extract."""
+
 from __future__ import annotations
 
 import json
@@ -175,7 +176,9 @@ class SQLiteReadModels(ReadModelStore):
         return [r[0] for r in self._db.execute("SELECT DISTINCT coll FROM docs").fetchall()]
 
     async def get_checkpoint(self, name: str) -> int:
-        row = self._db.execute("SELECT position FROM checkpoints WHERE name = ?", (name,)).fetchone()
+        row = self._db.execute(
+            "SELECT position FROM checkpoints WHERE name = ?", (name,)
+        ).fetchone()
         return row[0] if row else 0
 
     async def set_checkpoint(self, name: str, position: int) -> None:
