@@ -69,7 +69,9 @@ def key_store(url: str, prefix: str = "") -> KeyStore:
     raise ValueError(f"no key store for {url!r}")
 
 
-def bus(url: str, client_id: str = "mlplane") -> Bus:
+def bus(url: str, client_id: str = "mlplane", prefix: str = "") -> Bus:
+    """`prefix` names Kafka topics and groups (`<prefix>mlplane.<context>`); the in-process
+    bus is one process's own and needs none."""
     if url.startswith("inproc://"):
         from .bus.inproc import InProcessBus
 
@@ -77,7 +79,8 @@ def bus(url: str, client_id: str = "mlplane") -> Bus:
     if url.startswith("kafka://"):
         from .bus.kafka import KafkaBus
 
-        return KafkaBus(url.removeprefix("kafka://").rstrip("/"), client_id=client_id)
+        bootstrap = url.removeprefix("kafka://").rstrip("/")
+        return KafkaBus(bootstrap, prefix=prefix, client_id=client_id)
     raise ValueError(f"no bus for {url!r}")
 
 

@@ -58,7 +58,9 @@ class Kernel:
             settings=settings,
             log=EventLog(store, registry, keys),
             docs=adapters.read_models(settings.readmodels_url, settings.prefix),
-            bus=adapters.bus(settings.bus_url, client_id=f"mlplane-{settings.service}"),
+            bus=adapters.bus(
+                settings.bus_url, client_id=f"mlplane-{settings.service}", prefix=settings.prefix
+            ),
         )
 
     def add_projections(self, projections: Sequence[Projection]) -> None:

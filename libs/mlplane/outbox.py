@@ -1,8 +1,10 @@
 """Outbox relay: publishes every appended event to the bus, at least once.
 
 The event store is the outbox. The relay follows `read_all` from its checkpoint, publishes each
-batch (grouped by topic, stream order kept) and only then records the position. A process that
-dies between append and publish republishes on restart.
+batch (grouped by topic, stream order kept) as one `publish_all` (on Kafka: every event queued
+at once, then one wait for all acknowledgements) and only then records the position. A process
+that dies between append and publish, or between sending and recording, publishes again on
+restart: a consumer may see an event twice, never a stream out of order.
 """
 
 from __future__ import annotations
@@ -36,8 +38,7 @@ class OutboxRelay:
         for event in batch:
             topic = topic_name(self._registry.model(event.type).topic)
             by_topic.setdefault(topic, []).append(event)
-        for topic, events in by_topic.items():
-            await self._bus.publish(topic, events)
+        await self._bus.publish_all(by_topic)
 
     async def run_once(self) -> int:
         return await self.follower.run_once()

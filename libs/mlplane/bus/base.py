@@ -10,15 +10,15 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from itertools import groupby
 
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import NoOpTracer, SpanKind
 
 from ..events import StoredEvent
-from ..telemetry import current_traceparent, span_from
+from ..telemetry import current_traceparent, span_from, tracer
 
 Handler = Callable[[StoredEvent], Awaitable[None]]
 log = logging.getLogger("mlplane.bus")
@@ -43,6 +43,9 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         return min(self.first_delay * 2 ** (attempt - 1), self.max_delay)
+
+
+DEFAULT_RETRY = RetryPolicy()
 
 
 def trace_runs(events: Sequence[StoredEvent]) -> list[list[StoredEvent]]:
@@ -72,8 +75,23 @@ def publish_span(topic: str, run: Sequence[StoredEvent]) -> Iterator[list[Stored
             yield [ev.replace(meta={**ev.meta, "traceparent": parent}) for ev in run]
 
 
+def handle_span(group: str, topic: str, event: StoredEvent) -> AbstractContextManager:
+    """A consumer span in the trace `event` carries. For an untraced event with tracing off,
+    none: the handler runs in the same context either way, and a no-op span costs more than a
+    small handler."""
+    traceparent = event.meta.get("traceparent")
+    if traceparent is None and isinstance(tracer(), NoOpTracer):
+        return nullcontext()
+    return span_from(
+        traceparent,
+        f"handle {event.type}",
+        SpanKind.CONSUMER,
+        **{"messaging.consumer.group.name": group, "messaging.destination.name": topic},
+    )
+
+
 class Bus(abc.ABC):
-    def __init__(self, retry: RetryPolicy = RetryPolicy()) -> None:
+    def __init__(self, retry: RetryPolicy = DEFAULT_RETRY) -> None:
         self.retry = retry
 
     async def start(self) -> None:
@@ -86,6 +104,12 @@ class Bus(abc.ABC):
     async def publish(self, topic: str, events: Sequence[StoredEvent]) -> None:
         """Publish events in order; return once the bus has accepted them durably."""
 
+    async def publish_all(self, batches: Mapping[str, Sequence[StoredEvent]]) -> None:
+        """Publish several topics' events (one outbox batch), each topic's in order; return
+        once the bus has accepted all of them. An adapter may send them together."""
+        for topic, events in batches.items():
+            await self.publish(topic, events)
+
     @abc.abstractmethod
     async def subscribe(self, group: str, topics: Sequence[str], handler: Handler) -> None:
         """Deliver every event of `topics` to `handler`, once per consumer group."""
@@ -94,12 +118,7 @@ class Bus(abc.ABC):
         """Run the handler with retries; park the event on the dead-letter topic if it keeps failing."""
         for attempt in range(1, self.retry.max_attempts + 1):
             try:
-                with span_from(
-                    event.meta.get("traceparent"),
-                    f"handle {event.type}",
-                    SpanKind.CONSUMER,
-                    **{"messaging.consumer.group.name": group, "messaging.destination.name": topic},
-                ):
+                with handle_span(group, topic, event):
                     await handler(event)
                 return
             except asyncio.CancelledError:

@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from ..events import StoredEvent
-from .base import Bus, Handler, RetryPolicy, publish_span, trace_runs
+from .base import DEFAULT_RETRY, Bus, Handler, RetryPolicy, publish_span, trace_runs
 
 _holding: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
     "mlplane_inproc_groups", default=frozenset()
@@ -23,7 +23,7 @@ a topic its own group follows is delivered inline instead of waiting on itself."
 
 
 class InProcessBus(Bus):
-    def __init__(self, retry: RetryPolicy = RetryPolicy()) -> None:
+    def __init__(self, retry: RetryPolicy = DEFAULT_RETRY) -> None:
         super().__init__(retry)
         self._groups: dict[str, list[tuple[frozenset[str], Handler]]] = defaultdict(list)
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
