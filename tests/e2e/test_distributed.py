@@ -1,7 +1,8 @@
 """The gateway as its own process against Kafka and a MongoDB-wire server (FerretDB), the way
 docker-compose runs it: same scenario as embedded, plus its events reaching the Kafka topic.
 
-The stores live under a collection prefix unique to this module, dropped afterwards.
+The stores live under a collection prefix unique to this module, dropped afterwards; the
+platform's Kafka topics carry the same prefix.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from launcher import Platform, join, new_space
 from pymongo import MongoClient
 
 pytestmark = [pytest.mark.kafka, pytest.mark.mongo]
-TOPIC = "mlplane.gateway"
+CONTEXT_TOPIC = "mlplane.gateway"
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +68,11 @@ def test_tenancy_holds_and_survives_a_restart_on_kafka_and_mongodb(distributed: 
 async def test_a_space_created_over_http_is_published_on_kafka(
     distributed: Platform, kafka_bootstrap: str
 ):
+    topic = distributed.env["MLPLANE_PREFIX"] + CONTEXT_TOPIC
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = [TopicPartition(TOPIC, p) for p in await _partitions(kafka_bootstrap)]
+        partitions = [TopicPartition(topic, p) for p in await _partitions(kafka_bootstrap, topic)]
         consumer.assign(partitions)
         await consumer.seek_to_end(*partitions)
         with distributed.admin() as admin:
@@ -82,20 +84,20 @@ async def test_a_space_created_over_http_is_published_on_kafka(
     assert headers["ce_type"] == "SpaceCreated" and headers["ce_space"] == space
 
 
-async def _partitions(bootstrap: str, timeout: float = 20.0) -> list[int]:
+async def _partitions(bootstrap: str, topic: str, timeout: float = 20.0) -> list[int]:
     """The topic's partitions, once the gateway's relay has created it (it publishes at start)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            [topic] = await admin.describe_topics([TOPIC])
-            if topic["partitions"]:
-                return [p["partition"] for p in topic["partitions"]]
+            [described] = await admin.describe_topics([topic])
+            if described["partitions"]:
+                return [p["partition"] for p in described["partitions"]]
             await asyncio.sleep(0.2)
     finally:
         await admin.close()
-    raise AssertionError(f"topic {TOPIC} never appeared")
+    raise AssertionError(f"topic {topic} never appeared")
 
 
 async def _first(consumer: AIOKafkaConsumer, key: bytes, timeout: float = 20.0):
@@ -105,4 +107,4 @@ async def _first(consumer: AIOKafkaConsumer, key: bytes, timeout: float = 20.0):
         for message in (m for batch in batches.values() for m in batch):
             if message.key == key:
                 return message
-    raise AssertionError(f"no message keyed {key!r} on {TOPIC} within {timeout}s")
+    raise AssertionError(f"no message keyed {key!r} within {timeout}s")

@@ -4,7 +4,9 @@ platform publishes as CloudEvents."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
+import re
 import sys
 from asyncio.subprocess import PIPE
 from pathlib import Path
@@ -69,3 +71,40 @@ async def test_the_example_subscriber_prints_each_event_as_a_cloudevent(
         and first["data"]["name"] == "n"
         and first["datacontenttype"] == "application/json"
     )
+
+
+def test_the_example_follows_the_topics_of_one_platform_and_no_other():
+    spec = importlib.util.spec_from_file_location("follow_events", EXAMPLE)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    blue = re.compile(example.every_topic("blue_"))
+    assert blue.match("blue_mlplane.gateway") and blue.match("blue_mlplane.inference")
+    assert not blue.match("blue_mlplane.gateway.dlq")
+    assert not blue.match("mlplane.gateway") and not blue.match("green_mlplane.gateway")
+    unprefixed = re.compile(example.every_topic(""))
+    assert unprefixed.match("mlplane.gateway") and not unprefixed.match("blue_mlplane.gateway")
+
+
+async def test_the_example_reads_the_platform_its_prefix_names(kafka_bootstrap: str, unique: str):
+    rows = [
+        registry.to_stored(
+            f"space:p{i}",
+            SpaceCreated(space_id=f"p{i}", name="n", description="d", owner_id="u"),
+            source="mlplane/gateway",
+        ).at(1, i + 1)
+        for i in range(2)
+    ]
+    bus = KafkaBus(kafka_bootstrap, prefix=f"{unique}blue_")
+    await bus.start()
+    try:
+        await bus.publish("mlplane.gateway", rows)
+    finally:
+        await bus.stop()
+    command = [sys.executable, str(EXAMPLE), "--bootstrap", kafka_bootstrap]
+    command += ["--prefix", f"{unique}blue_", "--from-beginning", "--max", "2"]
+    process = await asyncio.create_subprocess_exec(*command, stdout=PIPE, stderr=PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    events = [json.loads(line) for line in out.decode().splitlines()]
+    assert sorted(e["id"] for e in events) == sorted(r.id for r in rows)
+    assert {e["topic"] for e in events} == {f"{unique}blue_mlplane.gateway"}
