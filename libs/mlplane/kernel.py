@@ -13,11 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import adapters, telemetry
+from . import adapters, aggregates, telemetry
+from .aggregates import Outcome
 from .bus import Bus
-from .eventlog import EventLog
+from .commands import Command, CommandHandlers, Handler
+from .eventlog import Context, EventLog
 from .events import EventRegistry
 from .events import registry as default_registry
+from .history import EntityKind
 from .outbox import OutboxRelay
 from .projections import (
     Projection,
@@ -39,6 +42,10 @@ class Kernel:
     docs: ReadModelStore
     bus: Bus
     projections: dict[str, Projection] = field(default_factory=dict)
+    entities: dict[str, EntityKind] = field(default_factory=dict)
+    """Every kind of entity of the services here, by name (`mlplane.history`)."""
+    commands: dict[type, Handler[Any]] = field(default_factory=dict)
+    """Which aggregate each command acts on (`mlplane.commands`), from every service here."""
     extensions: dict[str, Any] = field(default_factory=dict)
     """Objects a service's start-up attaches for its routes to find (its worker, its stores)."""
     _tasks: list[asyncio.Task] = field(default_factory=list)
@@ -66,6 +73,28 @@ class Kernel:
     def add_projections(self, projections: Sequence[Projection]) -> None:
         for projection in projections:
             self.projections[projection.name] = projection
+
+    def add_entities(self, kinds: Sequence[EntityKind]) -> None:
+        for kind in kinds:
+            self.entities[kind.name] = kind
+
+    def add_commands(self, handlers: CommandHandlers) -> None:
+        for command, handler in handlers.items():
+            if self.commands.get(command, handler) is not handler:
+                raise ValueError(f"{command.__name__} is handled twice")
+            self.commands[command] = handler
+
+    async def execute(self, command: Command, ctx: Context) -> Outcome[Any]:
+        """The command path of every write: load the entity the command acts on, decide,
+        append with the version loaded (deciding again if another writer got in first), then
+        bring the read models level so the caller's next read sees the write."""
+        handler = self.commands[type(command)]
+        outcome = await aggregates.execute(
+            self.log, handler.aggregate, handler.entity(command), handler.decide, command, ctx
+        )
+        if outcome.events:
+            await self.catch_up()
+        return outcome
 
     async def start(self, *, relay: bool = True, projections: bool = True) -> None:
         await self.bus.start()

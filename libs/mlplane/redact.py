@@ -1,4 +1,4 @@
-"""What the CLI never prints: the value of a secret.
+"""What mlplane never shows: the value of a secret (the CLI's output, entity histories).
 
 Secrets reach the event log as personal fields (encrypted at rest, clear once decoded): webhook
 signing secrets, cluster tokens, connector credentials, token and password hashes. Whatever

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .commands import CommandHandlers
+    from .history import EntityKind
     from .kernel import Kernel
     from .projections import Projection
 
@@ -43,6 +45,10 @@ class Service:
     """Start the service's workers (runs after `wire`)."""
     body_limits: Callable[[Any], Sequence[tuple[str, int]]] | None = None
     """(path prefix, bytes) pairs of routes taking larger bodies than the default (uploads)."""
+    commands: Callable[[], CommandHandlers] = dict
+    """Which aggregate each of its commands acts on (`mlplane.commands`)."""
+    entities: Callable[[], Sequence[EntityKind]] = list
+    """The kinds of entity it keeps, each with a history (`mlplane.history`)."""
 
 
 def load(selection: str = "all") -> list[Service]:

@@ -23,6 +23,14 @@ from mlplane.deps import (
 from mlplane.errors import Conflict, NotFound
 from mlplane.eventlog import Context
 from mlplane.events import new_id
+from mlplane.history import (
+    AsOfParams,
+    HistoryAfter,
+    HistoryLimit,
+    HistoryPage,
+    document_at,
+    entity_history,
+)
 from mlplane.http import PROBLEM_RESPONSES, ListPage, PageParams, list_page
 from mlplane.kernel import Kernel
 
@@ -33,6 +41,7 @@ from .projections import MEMBERSHIPS, READ_MODELS
 from .projections import SPACES as SPACE_DOCS
 
 INVITE_TTL = timedelta(days=7)
+SPACE_KIND = "space"
 INVITE_PREFIX = "inv_"
 
 spaces = APIRouter(prefix="/api/v1/spaces", tags=["spaces"], responses=PROBLEM_RESPONSES)
@@ -103,9 +112,29 @@ async def create_space(
 
 
 @spaces.get("/{id}")
-async def get_space(id: str, kernel: KernelDep, principal: PrincipalDep) -> m.SpacePublic:
-    """Get a space by id."""
-    return public_space(await visible_space(kernel, principal, id))
+async def get_space(
+    id: str, kernel: KernelDep, principal: PrincipalDep, at: AsOfParams
+) -> m.SpacePublic:
+    """Get a space by id, as it is or as it was (`as_of`, `version`)."""
+    doc = await visible_space(kernel, principal, id, deleted=False if at.now else None)
+    if not at.now:
+        doc = await document_at(kernel.log, kernel.entities[SPACE_KIND], id, at)
+    return public_space(doc)
+
+
+@spaces.get("/{id}/history")
+async def space_history(
+    id: str,
+    kernel: KernelDep,
+    principal: PrincipalDep,
+    limit: HistoryLimit = 20,
+    after: HistoryAfter = 0,
+) -> HistoryPage:
+    """A space's changes, oldest first: version, time, actor, event and the fields it changed."""
+    await visible_space(kernel, principal, id, deleted=None)
+    return await entity_history(
+        kernel.log, kernel.entities[SPACE_KIND], id, limit=limit, after=after
+    )
 
 
 @spaces.patch("/{id}")

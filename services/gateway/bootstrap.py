@@ -58,12 +58,25 @@ def _body_limits(settings: Settings) -> list[tuple[str, int]]:
     return [("/v2/", MAX_BODY_BYTES)]
 
 
+def _entities():
+    from mlplane.history import EntityKind
+
+    from .handlers import SPACES, USERS
+    from .projections import Spaces, Users
+
+    return [
+        EntityKind("space", SPACES, Spaces(), "/api/v1/spaces/{id}"),
+        EntityKind("user", USERS, Users(), "/api/users/{identity}"),
+    ]
+
+
 SERVICE = Service(
     name="gateway",
     projections=_projections,
     routers=_routers,
     wire=_wire,
     body_limits=_body_limits,
+    entities=_entities,
 )
 
 
@@ -84,6 +97,9 @@ def create_app(
         kernel = open_kernel(settings)
         for service in plan.api:
             kernel.add_projections(service.projections())
+        for service in plan.wired:
+            kernel.add_commands(service.commands())
+            kernel.add_entities(service.entities())
         authenticator = TokenAuthenticator(kernel)
         authenticator.watch(kernel)
         kernel.extensions[AUTHENTICATOR] = authenticator

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from mlplane.cli import app
-from mlplane.cli.redact import MASK, is_secret, masked
+from mlplane.redact import MASK, is_secret, masked
 from mlplane.eventlog import Context
 from mlplane.events import StoredEvent, registry
 from mlplane.kernel import Kernel

@@ -13,13 +13,13 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..errors import UnknownEventType
+from ..errors import NotFound, UnknownEventType
 from ..eventlog import Context
 from ..events import Envelope, StoredEvent
 from ..kernel import Kernel
+from ..redact import masked
 from ..service import load, register_all_events
 from ..settings import Settings
-from .redact import masked
 
 T = TypeVar("T")
 console = Console(highlight=False, stderr=True)
@@ -36,6 +36,7 @@ async def opened() -> AsyncIterator[Kernel]:
     kernel = Kernel.open(Settings())
     for service in load("all"):
         kernel.add_projections(service.projections())
+        kernel.add_entities(service.entities())
     try:
         yield kernel
     finally:
@@ -260,3 +261,46 @@ def _head(position: int, time: datetime, type_: str, subject: str) -> str:
 def _cloudevent(env: Envelope) -> str:
     data = masked(env.data.model_dump(mode="json"))
     return json.dumps({**env.cloudevent_attributes(), "data": data})
+
+
+def history(
+    kind: Annotated[str, typer.Argument(help="Kind of entity: space, user, training, …")],
+    entity_id: Annotated[str, typer.Argument(help="Its id")],
+    as_of: Annotated[
+        datetime | None, typer.Option("--as-of", help="Print its state at this time instead")
+    ] = None,
+    version: Annotated[int | None, typer.Option(help="Print its state at this version")] = None,
+) -> None:
+    """An entity's changes, one line each; or its state at a time or a version."""
+    from ..history import AsOf, entity_history, state_at
+
+    async def work(kernel: Kernel):
+        if kind not in kernel.entities:
+            known = ", ".join(sorted(kernel.entities))
+            console.print(f"[red]no kind of entity {kind!r}; known: {known}[/]")
+            raise typer.Exit(2)
+        entity = kernel.entities[kind]
+        if as_of is None and version is None:
+            return await entity_history(kernel.log, entity, entity_id, limit=10_000)
+        at = AsOf(as_of=as_of.astimezone() if as_of else None, version=version)
+        return await state_at(kernel.log, entity, entity_id, at)
+
+    try:
+        found = run(work)
+    except NotFound as exc:
+        console.print(f"[red]{exc.detail}[/]")
+        raise typer.Exit(1) from None
+    if isinstance(found, tuple):
+        doc, at_version = found
+        if doc is None:
+            console.print(f"[red]{kind} {entity_id!r} did not exist then[/]")
+            raise typer.Exit(1)
+        print(json.dumps({"version": at_version, "state": masked(doc)}, default=str))
+        return
+    for change in found.data:
+        what = json.dumps(change.changed, separators=(",", ":"), default=str)
+        gone = f" removed={','.join(change.removed)}" if change.removed else ""
+        print(
+            f"{change.version:>4} {change.time:%Y-%m-%d %H:%M:%S} {change.type:<24} "
+            f"actor={change.actor or '-'} {what}{gone}{' (deleted)' if change.deleted else ''}"
+        )
