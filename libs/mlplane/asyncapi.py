@@ -1,7 +1,8 @@
 """The AsyncAPI 3.0 document of mlplane's Kafka topics, generated from the event registry.
 
-One channel per bounded context (`mlplane.<topic>`, key = stream id) and one per dead-letter
-topic (`<topic>.dlq`), each carrying the event types registered on it as CloudEvents in binary
+One channel per bounded context (`mlplane.<topic>`, key = stream id; a platform with
+`MLPLANE_PREFIX` puts the prefix before each address) and one per dead-letter topic
+(`<topic>.dlq`), each carrying the event types registered on it as CloudEvents in binary
 mode: `ce_*` headers, the payload as JSON. Payload schemas are the checked-in
 `schemas/events/<Type>.v<N>.json` files, referenced, not copied.
 
@@ -134,7 +135,8 @@ def document(registry: EventRegistry = default_registry) -> dict[str, Any]:
                 "Every state change of mlplane is an event; each is published on the topic of its "
                 "bounded context, keyed by its stream id (so a stream's events keep their order in "
                 "one partition), as a CloudEvent in Kafka binary mode. Delivery is at least once: "
-                "drop repeats by ce_id. See docs/subscribers.md."
+                "drop repeats by ce_id. A platform run with MLPLANE_PREFIX puts it before every "
+                "address (acme_mlplane.training). See docs/subscribers.md."
             ),
         },
         "defaultContentType": "application/json",

@@ -26,7 +26,8 @@ class Settings(BaseSettings):
     artifacts_url: str = ""
     """file:///path (default: $MLPLANE_HOME/artifacts) or s3://bucket/prefix[?endpoint=http://…]"""
     prefix: str = ""
-    """Prefix of MongoDB collections (one database can host several isolated deployments)."""
+    """Prefix of MongoDB collections, Kafka topics and consumer groups: one database and one
+    broker can host several isolated deployments (`acme_` -> `acme_mlplane.training`)."""
     trace_exporter: str = "none"
     """none, console or otlp (OTLP/HTTP; endpoint from OTEL_EXPORTER_OTLP_ENDPOINT)."""
     admin_token: str | None = None
