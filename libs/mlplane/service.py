@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .history import EntityKind
     from .kernel import Kernel
     from .projections import Projection
+    from .settings import Settings
 
 CATALOGUE: dict[str, str] = {
     "gateway": "services.gateway.bootstrap",
@@ -49,6 +50,16 @@ class Service:
     """Which aggregate each of its commands acts on (`mlplane.commands`)."""
     entities: Callable[[], Sequence[EntityKind]] = list
     """The kinds of entity it keeps, each with a history (`mlplane.history`)."""
+    app: Callable[[Settings], Any] | None = None
+    """Builds the HTTP app of a process (the gateway's, which fronts every service)."""
+    admin_token: Callable[..., Awaitable[str | None]] | None = None
+    """`(kernel, *, first_start, name, ttl)`: a token of the platform's administrator."""
+
+
+def gateway() -> Service:
+    """The gateway's descriptor: what builds a process's app and the administrator's tokens.
+    The kernel reaches it through the catalogue, by name, as it reaches every service."""
+    return load("gateway")[0]
 
 
 def load(selection: str = "all") -> list[Service]:
@@ -86,8 +97,7 @@ def roles(selected: Sequence[Service]) -> Roles:
 
 def register_all_events() -> None:
     """Import every `services.*.events` module, so the registry can decode anything in the log."""
-    import services
-
+    services = importlib.import_module("services")  # by name, as the catalogue loads services
     for info in pkgutil.walk_packages(services.__path__, prefix="services."):
         if info.name.endswith(".events"):
             importlib.import_module(info.name)

@@ -165,3 +165,17 @@ async def ensure_admin(kernel: Kernel, *, with_token: bool) -> str | None:
         return None
     secret, _ = await issue_token(kernel, ADMIN_ID, ctx, name="bootstrap")
     return secret
+
+
+async def admin_token(
+    kernel: Kernel, *, first_start: bool, name: str = "cli", ttl: timedelta | None = None
+) -> str | None:
+    """The administrator's token for the CLI: on `first_start`, the one-time token of an empty
+    store (None when the administrator exists); otherwise a new token, registering the
+    administrator first if needed."""
+    if first_start:
+        return await ensure_admin(kernel, with_token=True)
+    await ensure_admin(kernel, with_token=False)
+    ctx = Context(actor="cli", source="mlplane/cli")
+    secret, _ = await issue_token(kernel, ADMIN_ID, ctx, name=name, ttl=ttl)
+    return secret

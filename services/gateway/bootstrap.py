@@ -58,6 +58,12 @@ def _body_limits(settings: Settings) -> list[tuple[str, int]]:
     return [("/v2/", MAX_BODY_BYTES)]
 
 
+async def _admin_token(kernel: Kernel, **options) -> str | None:
+    from .auth import admin_token
+
+    return await admin_token(kernel, **options)
+
+
 def _entities():
     from mlplane.history import EntityKind
 
@@ -77,6 +83,8 @@ SERVICE = Service(
     wire=_wire,
     body_limits=_body_limits,
     entities=_entities,
+    app=lambda settings: create_app(settings),
+    admin_token=_admin_token,
 )
 
 

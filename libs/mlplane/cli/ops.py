@@ -14,11 +14,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import NotFound, UnknownEventType
-from ..eventlog import Context
 from ..events import Envelope, StoredEvent
 from ..kernel import Kernel
 from ..redact import masked
-from ..service import load, register_all_events
+from ..service import gateway, load, register_all_events
 from ..settings import Settings
 
 T = TypeVar("T")
@@ -59,15 +58,11 @@ def admin_token(
     name: str = "cli",
 ) -> None:
     """Issue a new administrator token (printed alone on stdout)."""
-    from services.gateway.auth import ADMIN_ID, ensure_admin, issue_token
 
     async def work(kernel: Kernel) -> str:
-        await ensure_admin(kernel, with_token=False)
-        ctx = Context(actor="cli", source="mlplane/cli")
-        secret, _ = await issue_token(
-            kernel, ADMIN_ID, ctx, name=name, ttl=timedelta(seconds=ttl) if ttl else None
+        return await gateway().admin_token(
+            kernel, first_start=False, name=name, ttl=timedelta(seconds=ttl) if ttl else None
         )
-        return secret
 
     print(run(work))
 

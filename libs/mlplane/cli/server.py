@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from ..kernel import Kernel
+from ..service import gateway
 from ..settings import Settings
 
 console = Console(highlight=False, soft_wrap=True)
@@ -35,14 +36,12 @@ def up(
     """Run the platform: with no configuration, every service in this process on embedded stores."""
     import uvicorn
 
-    from services.gateway.bootstrap import create_app
-
     overrides = {"host": host, "port": port, "service": service}
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     token = asyncio.run(_bootstrap_admin(settings))
     _banner(settings, token)
     uvicorn.run(
-        create_app(settings),
+        gateway().app(settings),
         host=settings.host,
         port=settings.port,
         log_level="info",
@@ -53,13 +52,11 @@ def up(
 
 async def _bootstrap_admin(settings: Settings) -> str | None:
     """On an empty store, register the administrator and return its first token (once)."""
-    from services.gateway.auth import ensure_admin
-
     if settings.service not in ("all", "") and "gateway" not in settings.service.split(","):
         return None
     kernel = Kernel.open(settings)
     try:
-        return await ensure_admin(kernel, with_token=settings.admin_token is None)
+        return await gateway().admin_token(kernel, first_start=settings.admin_token is None)
     finally:
         await kernel.stop()
 
@@ -81,6 +78,4 @@ def _banner(settings: Settings, token: str | None) -> None:
 
 def openapi() -> None:
     """Print the OpenAPI document (JSON) without starting a server."""
-    from services.gateway.bootstrap import create_app
-
-    print(json.dumps(create_app(Settings()).openapi(), indent=2))
+    print(json.dumps(gateway().app(Settings()).openapi(), indent=2))
