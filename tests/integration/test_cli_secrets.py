@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from mlplane.cli import app
-from mlplane.redact import MASK, is_secret, masked
 from mlplane.eventlog import Context
 from mlplane.events import StoredEvent, registry
 from mlplane.kernel import Kernel
+from mlplane.redact import MASK, is_secret, masked
 from mlplane.service import register_all_events
 from mlplane.settings import Settings
 from typer.testing import CliRunner
