@@ -14,14 +14,23 @@ from fastapi import APIRouter, Depends, Path, Query, status
 from mlplane.auth import hash_password
 from mlplane.deps import ContextDep, KernelDep, admin_only
 from mlplane.errors import NotFound
+from mlplane.history import (
+    AsOfParams,
+    HistoryAfter,
+    HistoryLimit,
+    HistoryPage,
+    document_at,
+    entity_history,
+)
 from mlplane.http import PROBLEM_RESPONSES, PageParams, list_page
 from mlplane.kernel import Kernel
 
 from . import commands as c
-from . import models as m
-from .api import write_user
+from . import schemas as m
 from .handlers import user_id_for
 from .projections import USERS as USER_DOCS
+
+USER_KIND = "user"
 
 admin = APIRouter(
     prefix="/api/users",
@@ -64,13 +73,39 @@ async def create_user(
         password_hash=await _hashed(body.password),
         **body.model_dump(exclude={"password"}),
     )
-    return m.AdminUserWritten.model_validate((await write_user(kernel, command, ctx)).to_doc())
+    return m.AdminUserWritten.model_validate((await kernel.execute(command, ctx)).state.to_doc())
+
+
+async def find_any(kernel: Kernel, identity: str) -> str:
+    """The id of the user with this id or name, live or not (for their history), or NotFound."""
+    for key in (identity, user_id_for(identity)):
+        if await kernel.log.read_stream(kernel.entities[USER_KIND].stream(key), to_version=1):
+            return key
+    raise NotFound(f"user {identity!r} not found")
 
 
 @admin.get("/{identity}")
-async def get_user(identity: Identity, kernel: KernelDep) -> m.AdminUserPublic:
-    """Get a user."""
-    return m.AdminUserPublic.model_validate(await find(kernel, identity))
+async def get_user(identity: Identity, kernel: KernelDep, at: AsOfParams) -> m.AdminUserPublic:
+    """Get a user, as they are or as they were (`as_of`, `version`)."""
+    if at.now:
+        return m.AdminUserPublic.model_validate(await find(kernel, identity))
+    user_id = await find_any(kernel, identity)
+    doc = await document_at(kernel.log, kernel.entities[USER_KIND], user_id, at)
+    return m.AdminUserPublic.model_validate(doc)
+
+
+@admin.get("/{identity}/history")
+async def user_history(
+    identity: Identity,
+    kernel: KernelDep,
+    limit: HistoryLimit = 20,
+    after: HistoryAfter = 0,
+) -> HistoryPage:
+    """A user's changes, oldest first: version, time, actor, event and the fields it changed."""
+    user_id = await find_any(kernel, identity)
+    return await entity_history(
+        kernel.log, kernel.entities[USER_KIND], user_id, limit=limit, after=after
+    )
 
 
 @admin.patch("/{identity}")
@@ -86,7 +121,7 @@ async def update_user(
         admin=None if body.role is None else body.role == "admin",
         password_hash=await _hashed(body.password),
     )
-    return m.AdminUserWritten.model_validate((await write_user(kernel, command, ctx)).to_doc())
+    return m.AdminUserWritten.model_validate((await kernel.execute(command, ctx)).state.to_doc())
 
 
 @admin.delete("/{identity}")
@@ -98,7 +133,7 @@ async def delete_user(
 ) -> m.Status:
     """Delete a user; their tokens stop working at once."""
     doc = await find(kernel, identity)
-    await write_user(kernel, c.DeleteUser(user_id=doc["id"]), ctx)
+    await kernel.execute(c.DeleteUser(user_id=doc["id"]), ctx)
     if forget:
         await kernel.forget(doc["id"])
     return m.Status(id=doc["id"])
@@ -116,7 +151,7 @@ async def authorize_app(
 ) -> m.Status:
     """Authorise a user for an application."""
     doc = await find(kernel, identity)
-    await write_user(kernel, c.AuthorizeApp(user_id=doc["id"], app=app), ctx)
+    await kernel.execute(c.AuthorizeApp(user_id=doc["id"], app=app), ctx)
     return m.Status(id=doc["id"])
 
 
@@ -126,5 +161,5 @@ async def unauthorize_app(
 ) -> m.Status:
     """Withdraw a user's authorisation for an application."""
     doc = await find(kernel, identity)
-    await write_user(kernel, c.UnauthorizeApp(user_id=doc["id"], app=app), ctx)
+    await kernel.execute(c.UnauthorizeApp(user_id=doc["id"], app=app), ctx)
     return m.Status(id=doc["id"])

@@ -1,18 +1,16 @@
-"""Routes of seed 003's `spaces` tag under /api/v1/spaces, and the write path every route shares.
+"""Routes of seed 003's `spaces` tag under /api/v1/spaces.
 
 Every route checks the caller's membership of the space it touches (an id from another space is a
-404), writes go through the pure decisions in `handlers`, and a write answers with the state its
-own events produced after the read models have caught up, so the next read sees it too.
+404); a write is one `kernel.execute` of a command and answers with the state its own events
+produced after the read models have caught up, so the next read sees it too.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
-from mlplane import aggregates
-from mlplane.auth import Principal, hash_token, new_token
+from mlplane.auth import Principal
 from mlplane.deps import (
     ContextDep,
     KernelDep,
@@ -21,7 +19,6 @@ from mlplane.deps import (
     permitted,
 )
 from mlplane.errors import Conflict, NotFound
-from mlplane.eventlog import Context
 from mlplane.events import new_id
 from mlplane.history import (
     AsOfParams,
@@ -35,31 +32,15 @@ from mlplane.http import PROBLEM_RESPONSES, ListPage, PageParams, list_page
 from mlplane.kernel import Kernel
 
 from . import commands as c
-from . import models as m
-from .handlers import SPACES, USERS, SpaceState, UserState, decide, user_id_for
-from .projections import MEMBERSHIPS, READ_MODELS
+from . import schemas as m
+from . import services
+from .handlers import SpaceState
+from .projections import MEMBERSHIPS
 from .projections import SPACES as SPACE_DOCS
 
-INVITE_TTL = timedelta(days=7)
 SPACE_KIND = "space"
-INVITE_PREFIX = "inv_"
 
 spaces = APIRouter(prefix="/api/v1/spaces", tags=["spaces"], responses=PROBLEM_RESPONSES)
-
-
-async def write_space(kernel: Kernel, command: c.Command, ctx: Context) -> SpaceState:
-    space_id = command.space_id  # type: ignore[attr-defined]
-    outcome = await aggregates.execute(
-        kernel.log, SPACES, space_id, decide, command, in_space(ctx, space_id)
-    )
-    await kernel.catch_up(*READ_MODELS)
-    return outcome.state
-
-
-async def write_user(kernel: Kernel, command: c.Command, ctx: Context) -> UserState:
-    outcome = await aggregates.execute(kernel.log, USERS, command.user_id, decide, command, ctx)  # type: ignore[attr-defined]
-    await kernel.catch_up(*READ_MODELS)
-    return outcome.state
 
 
 async def visible_space(
@@ -108,7 +89,8 @@ async def create_space(
 ) -> m.SpacePublic:
     """Create a space owned by the caller."""
     command = c.CreateSpace(space_id=new_id(), owner_id=principal.user_id, **body.model_dump())
-    return public_space(await write_space(kernel, command, ctx))
+    outcome = await kernel.execute(command, in_space(ctx, command.space_id))
+    return public_space(outcome.state)
 
 
 @spaces.get("/{id}")
@@ -143,9 +125,10 @@ async def update_space(
 ) -> m.SpacePublic:
     """Rename a space or change its description (owners)."""
     await visible_space(kernel, principal, id, owner=True)
-    return public_space(
-        await write_space(kernel, c.UpdateSpace(space_id=id, **body.model_dump()), ctx)
+    outcome = await kernel.execute(
+        c.UpdateSpace(space_id=id, **body.model_dump()), in_space(ctx, id)
     )
+    return public_space(outcome.state)
 
 
 @spaces.delete("/{id}")
@@ -154,7 +137,7 @@ async def delete_space(
 ) -> m.SpaceRef:
     """Delete a space (owners); it can be restored."""
     await visible_space(kernel, principal, id, owner=True)
-    await write_space(kernel, c.DeleteSpace(space_id=id), ctx)
+    await kernel.execute(c.DeleteSpace(space_id=id), in_space(ctx, id))
     return m.SpaceRef(id=id)
 
 
@@ -165,7 +148,7 @@ async def restore_space(
     """Restore a deleted space (owners)."""
     if not (await visible_space(kernel, principal, id, owner=True, deleted=None))["deleted"]:
         raise Conflict(f"space {id!r} is not deleted; only a deleted space can be restored")
-    await write_space(kernel, c.RestoreSpace(space_id=id), ctx)
+    await kernel.execute(c.RestoreSpace(space_id=id), in_space(ctx, id))
     return m.SpaceRef(id=id)
 
 
@@ -175,28 +158,12 @@ async def invite_users(
 ) -> m.InvitePublic:
     """Invite users by email with the given permissions (owners); answers one token per invite."""
     await visible_space(kernel, principal, id, owner=True)
-    expires = datetime.now(UTC) + INVITE_TTL
-    tokens, invitations = {}, []
-    for email in dict.fromkeys(address.strip().lower() for address in body.emails):
-        invite_id = new_id()
-        tokens[email] = f"{INVITE_PREFIX}{id}.{invite_id}.{new_token('')}"
-        invitations.append(
-            c.Invitation(
-                invite_id=invite_id,
-                user_id=user_id_for(email),
-                email=email,
-                token_hash=hash_token(tokens[email]),
-            )
-        )
-    command = c.InviteUsers(
-        space_id=id, invitations=invitations, permissions=body.roles, expires_at=expires
-    )
-    await write_space(kernel, command, ctx)
-    issued = [
-        m.InviteIssued(email=i.email, user_id=i.user_id, token=tokens[i.email], expires_at=expires)
-        for i in invitations
+    issued = await services.invite_users(kernel, id, body.emails, body.roles, ctx)
+    invites = [
+        m.InviteIssued(email=i.email, user_id=i.user_id, token=i.token, expires_at=i.expires_at)
+        for i in issued
     ]
-    return m.InvitePublic(emails=list(tokens), invites=issued)
+    return m.InvitePublic(emails=[i.email for i in issued], invites=invites)
 
 
 @spaces.get("/{id}/members")

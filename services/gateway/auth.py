@@ -13,28 +13,25 @@ once here; a change made by another process is seen within the TTL.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from mlplane import aggregates
 from mlplane.auth import Membership, Principal, hash_token, new_token, same_secret
 from mlplane.errors import Unauthorized
 from mlplane.eventlog import Context
-from mlplane.events import Envelope, new_id
+from mlplane.events import new_id
 from mlplane.kernel import Kernel
-from mlplane.projections import Projection
-from mlplane.readmodels import Doc
 
 from . import commands as c
-from .handlers import USERS, decide, user_id_for
+from .handlers import COMMAND_HANDLERS, USERS, user_id_for
 from .projections import MEMBERSHIPS, TOKENS
 from .projections import USERS as USER_DOCS
+from .workers import watch_callers
 
 ADMIN_NAME = "admin"
 ADMIN_ID = user_id_for(ADMIN_NAME)
 PRINCIPAL_TTL_S = 2.0
 MAX_CACHED = 10_000
-CALLER_TABLES = (TOKENS, USER_DOCS, MEMBERSHIPS)
 
 
 class TokenAuthenticator:
@@ -45,13 +42,9 @@ class TokenAuthenticator:
         self._generation = 0
 
     def watch(self, kernel: Kernel) -> None:
-        """Drop every cached caller whenever `kernel` folds into a table a caller is read from.
-
-        Call before `kernel.start()`: the projection runners are built from these objects.
-        """
-        for name in CALLER_TABLES:
-            if name in kernel.projections:
-                kernel.projections[name] = Folded(kernel.projections[name], self.invalidate)
+        """Drop every cached caller whenever `kernel` folds into a table a caller is read from
+        (`workers.watch_callers`; call before `kernel.start()`)."""
+        watch_callers(kernel, self.invalidate)
 
     def invalidate(self) -> None:
         self._generation += 1
@@ -108,21 +101,6 @@ class TokenAuthenticator:
         return doc
 
 
-class Folded(Projection):
-    """A projection that calls `on_fold` before each event it folds (the fold stays pure)."""
-
-    def __init__(self, inner: Projection, on_fold: Callable[[], None]) -> None:
-        self.inner, self.on_fold = inner, on_fold
-        self.name, self.handles = inner.name, inner.handles  # type: ignore[misc]
-
-    def key(self, event: Envelope) -> str | None:
-        return self.inner.key(event)
-
-    def evolve(self, doc: Doc | None, event: Envelope) -> Doc | None:
-        self.on_fold()
-        return self.inner.evolve(doc, event)
-
-
 async def memberships(kernel: Kernel, user_id: str) -> dict[str, Membership]:
     page = await kernel.docs.query(MEMBERSHIPS, {"user_id": user_id}, limit=10_000)
     return {
@@ -144,7 +122,7 @@ async def issue_token(
         name=name,
         expires_at=expires,
     )
-    await aggregates.execute(kernel.log, USERS, user_id, decide, command, ctx)
+    await kernel.execute(command, ctx)
     return secret, command
 
 
@@ -158,8 +136,10 @@ async def ensure_admin(kernel: Kernel, *, with_token: bool) -> str | None:
     state, _ = await aggregates.load(kernel.log, USERS, ADMIN_ID)
     if state.live:
         return None
+    # decided only if still absent: two processes starting at once register it once, quietly
+    register = COMMAND_HANDLERS[c.RegisterUser].decide
     outcome = await aggregates.execute(
-        kernel.log, USERS, ADMIN_ID, lambda s, cmd: [] if s.live else decide(s, cmd), command, ctx
+        kernel.log, USERS, ADMIN_ID, lambda s, cmd: [] if s.live else register(s, cmd), command, ctx
     )
     if not outcome.events or not with_token:
         return None

@@ -61,7 +61,14 @@ def _body_limits(settings: Settings) -> list[tuple[str, int]]:
 async def _admin_token(kernel: Kernel, **options) -> str | None:
     from .auth import admin_token
 
+    kernel.add_commands(_commands())  # a CLI's kernel has none registered yet
     return await admin_token(kernel, **options)
+
+
+def _commands():
+    from .handlers import COMMAND_HANDLERS
+
+    return COMMAND_HANDLERS
 
 
 def _entities():
@@ -83,6 +90,7 @@ SERVICE = Service(
     wire=_wire,
     body_limits=_body_limits,
     entities=_entities,
+    commands=_commands,
     app=lambda settings: create_app(settings),
     admin_token=_admin_token,
 )

@@ -1,18 +1,16 @@
 """Commands the gateway decides on: imperative, validated, carrying everything a pure decision
-needs (ids, hashes of fresh secrets, the current time), so `handlers.decide` does no I/O."""
+needs (ids, hashes of fresh secrets, the current time), so the decisions in `handlers` do no
+I/O. `handlers.COMMAND_HANDLERS` says which stream each one acts on."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from mlplane.commands import Command
 
 UserRole = Literal["designer", "developer"]
-
-
-class Command(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class CreateSpace(Command):
@@ -36,8 +34,9 @@ class RestoreSpace(Command):
     space_id: str
 
 
-class Invitation(BaseModel):
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True)
+class Invitation:
+    """One invitee of an `InviteUsers` (a value, not a command)."""
 
     invite_id: str
     user_id: str

@@ -2,18 +2,18 @@
 
 Two kinds of streams: `space:<id>` (the space, its members and its invites, so accepting an
 invite and becoming a member is one atomic append) and `user:<id>` (profile, tokens, apps).
-Nothing here does I/O; `mlplane.aggregates.execute` loads, decides and appends.
+Nothing here does I/O; `Kernel.execute` loads, decides and appends, through the table at the
+foot (`COMMAND_HANDLERS`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from mlplane.aggregates import Aggregate, State, stamp
 from mlplane.auth import same_secret
+from mlplane.commands import Handler, decider
 from mlplane.errors import Conflict, MlplaneError, NotFound
 from mlplane.events import Envelope, Event
 from pydantic import Field
@@ -305,24 +305,23 @@ def unauthorize_app(state: UserState, cmd: c.UnauthorizeApp) -> list[Event]:
 SPACES = Aggregate("space", SpaceState(), evolve_space)
 USERS = Aggregate("user", UserState(), evolve_user)
 
-DECISIONS: dict[type, Callable[[Any, Any], list[Event]]] = {
-    c.CreateSpace: create_space,
-    c.UpdateSpace: update_space,
-    c.DeleteSpace: delete_space,
-    c.RestoreSpace: restore_space,
-    c.InviteUsers: invite_users,
-    c.AcceptInvite: accept_invite,
-    c.GrantPermissions: grant_permissions,
-    c.RegisterUser: register_user,
-    c.UpdateUser: update_user,
-    c.DeleteUser: delete_user,
-    c.IssueToken: issue_token,
-    c.RevokeToken: revoke_token,
-    c.AuthorizeApp: authorize_app,
-    c.UnauthorizeApp: unauthorize_app,
+COMMAND_HANDLERS = {
+    c.CreateSpace: Handler(SPACES, create_space, "space_id"),
+    c.UpdateSpace: Handler(SPACES, update_space, "space_id"),
+    c.DeleteSpace: Handler(SPACES, delete_space, "space_id"),
+    c.RestoreSpace: Handler(SPACES, restore_space, "space_id"),
+    c.InviteUsers: Handler(SPACES, invite_users, "space_id"),
+    c.AcceptInvite: Handler(SPACES, accept_invite, "space_id"),
+    c.GrantPermissions: Handler(SPACES, grant_permissions, "space_id"),
+    c.RegisterUser: Handler(USERS, register_user, "user_id"),
+    c.UpdateUser: Handler(USERS, update_user, "user_id"),
+    c.DeleteUser: Handler(USERS, delete_user, "user_id"),
+    c.IssueToken: Handler(USERS, issue_token, "user_id"),
+    c.RevokeToken: Handler(USERS, revoke_token, "user_id"),
+    c.AuthorizeApp: Handler(USERS, authorize_app, "user_id"),
+    c.UnauthorizeApp: Handler(USERS, unauthorize_app, "user_id"),
 }
 
-
-def decide(state: Any, command: c.Command) -> list[Event]:
-    """The events `command` causes on `state` (a SpaceState or a UserState); raises when refused."""
-    return DECISIONS[type(command)](state, command)
+decide = decider(COMMAND_HANDLERS)
+"""The events a command causes on a state already held (a SpaceState or a UserState): for
+use cases that check a decision before they write (`services.accept_invite`) and for tests."""

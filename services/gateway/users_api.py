@@ -3,27 +3,29 @@ and API tokens. Token secrets appear in exactly one answer, the one that issues 
 
 from __future__ import annotations
 
-import asyncio
-from datetime import UTC, datetime, timedelta
-from functools import cache
+from datetime import timedelta
 
 from fastapi import APIRouter, Request, status
-from mlplane import aggregates
-from mlplane.auth import check_password, hash_password, hash_token
-from mlplane.deps import ContextDep, KernelDep, OptionalPrincipalDep, PrincipalDep, request_context
-from mlplane.errors import Forbidden, NotFound, Unauthorized
+from mlplane.deps import (
+    ContextDep,
+    KernelDep,
+    OptionalPrincipalDep,
+    PrincipalDep,
+    in_space,
+    request_context,
+)
+from mlplane.errors import NotFound
 from mlplane.http import PROBLEM, PROBLEM_RESPONSES, ListPage
 from mlplane.kernel import Kernel
 
 from . import commands as c
-from . import models as m
-from .api import INVITE_PREFIX, visible_space, write_space, write_user
+from . import schemas as m
+from . import services
+from .api import visible_space
 from .auth import issue_token
-from .handlers import SPACES, USERS, UserState, decide, user_id_for
-from .projections import READ_MODELS
+from .handlers import UserState
 from .projections import SPACES as SPACE_DOCS
 from .projections import USERS as USER_DOCS
-from .throttle import THROTTLE, LoginThrottle
 
 users = APIRouter(prefix="/api/v1/users", tags=["users"], responses=PROBLEM_RESPONSES)
 
@@ -39,12 +41,6 @@ THROTTLED = {
         },
     }
 }
-
-
-@cache
-def dummy_password() -> str:
-    """Checked when the user is unknown, so the answer takes as long as for a wrong password."""
-    return hash_password("no user has this password")
 
 
 def public_user(state: UserState | dict, model: type[m.Output] = m.UserPublic):
@@ -80,10 +76,10 @@ async def update_me(
 ) -> m.UserPublic:
     """Update the calling user's name or role."""
     await user_doc(kernel, principal.user_id)
-    state = await write_user(
-        kernel, c.UpdateUser(user_id=principal.user_id, **body.model_dump()), ctx
+    outcome = await kernel.execute(
+        c.UpdateUser(user_id=principal.user_id, **body.model_dump()), ctx
     )
-    return public_user(state)
+    return public_user(outcome.state)
 
 
 @users.post("/{user_id}/permissions")
@@ -99,8 +95,8 @@ async def grant_permissions(
     command = c.GrantPermissions(
         space_id=body.space_id, user_id=user_id, permissions=list(body.permissions)
     )
-    state = await write_space(kernel, command, ctx)
-    return m.PermissionsPublic(permissions=state.members[user_id])
+    outcome = await kernel.execute(command, in_space(ctx, body.space_id))
+    return m.PermissionsPublic(permissions=outcome.state.members[user_id])
 
 
 @users.post("/invites/accept")
@@ -113,48 +109,15 @@ async def accept_invite(
     token when the account exists. Another user's token is refused (403), so a signed-in user
     can never be handed someone else's account.
     """
-    space_id, invite_id = parse_invite(body.token)
-    space, _ = await aggregates.load(kernel.log, SPACES, space_id)
-    accept = c.AcceptInvite(
-        space_id=space_id,
-        invite_id=invite_id,
-        token_hash=hash_token(body.token),
-        now=datetime.now(UTC),
+    done = await services.accept_invite(
+        kernel, body.token, caller, request_context(request, actor=None)
     )
-    decide(space, accept)  # refuse a wrong, used or expired invite before anything is written
-    invite = space.invites[invite_id]
-    ctx = request_context(request, actor=invite.user_id)
-    if caller is not None and caller.user_id != invite.user_id:
-        raise Forbidden(
-            "this invite is for another user: accept it signed out (no Authorization header), "
-            "or signed in as its invitee"
-        )
-    user, _ = await aggregates.load(kernel.log, USERS, invite.user_id)
-    if user.live and caller is None:
-        raise Forbidden("this invite is for an existing user: accept it with their token")
-    created = not user.live
-    if created:
-        register = c.RegisterUser(
-            user_id=invite.user_id, name=invite.email or invite.user_id, email=invite.email
-        )
-        user = (
-            await aggregates.execute(kernel.log, USERS, invite.user_id, decide, register, ctx)
-        ).state
-    state = await write_space(kernel, accept, ctx)
-    secret = None
-    if created:
-        secret, _ = await issue_token(kernel, user.id, ctx, name="invite")
-        await kernel.catch_up(*READ_MODELS)
     return m.InviteAccepted(
-        space_id=space_id, user=public_user(user), permissions=state.members[user.id], token=secret
+        space_id=done.space_id,
+        user=public_user(done.user),
+        permissions=done.permissions,
+        token=done.token,
     )
-
-
-def parse_invite(token: str) -> tuple[str, str]:
-    parts = token.removeprefix(INVITE_PREFIX).split(".")
-    if not token.startswith(INVITE_PREFIX) or len(parts) != 3:
-        raise NotFound("no such invite")
-    return parts[0], parts[1]
 
 
 @users.post("/login", status_code=status.HTTP_201_CREATED, responses=THROTTLED)
@@ -164,19 +127,11 @@ async def login(body: m.Login, request: Request, kernel: KernelDep) -> m.TokenIs
     Failed logins are counted per account and per client address; past either limit the route
     answers 429 with Retry-After, whatever the password (docs/gateway.md).
     """
-    throttle: LoginThrottle = kernel.extensions[THROTTLE]
-    account, address = user_id_for(body.name), request.client.host if request.client else "-"
-    async with throttle.attempt(account, address):
-        user, _ = await aggregates.load(kernel.log, USERS, account)
-        stored = user.password_hash if user.live else None
-        matched = await asyncio.to_thread(check_password, body.password, stored or dummy_password())
-        if not (stored and matched):
-            raise Unauthorized("wrong name or password")
-    ctx = request_context(request, actor=user.id)
+    address = request.client.host if request.client else "-"
     ttl = timedelta(seconds=body.ttl_seconds) if body.ttl_seconds else None
-    secret, command = await issue_token(kernel, user.id, ctx, name="login", ttl=ttl)
-    await kernel.catch_up(*READ_MODELS)
-    doc = await user_doc(kernel, user.id)
+    ctx = request_context(request, actor=None)
+    secret, command = await services.login(kernel, body.name, body.password, address, ctx, ttl=ttl)
+    doc = await user_doc(kernel, command.user_id)
     return m.TokenIssuedPublic(
         **public_token(doc["tokens"][command.token_id]).model_dump(), token=secret
     )
@@ -197,7 +152,6 @@ async def create_token(
     """Issue an API token for the calling user; the secret is shown once."""
     ttl = timedelta(seconds=body.ttl_seconds) if body.ttl_seconds else None
     secret, command = await issue_token(kernel, principal.user_id, ctx, name=body.name, ttl=ttl)
-    await kernel.catch_up(*READ_MODELS)
     doc = await user_doc(kernel, principal.user_id)
     return m.TokenIssuedPublic(
         **public_token(doc["tokens"][command.token_id]).model_dump(), token=secret
@@ -209,10 +163,8 @@ async def revoke_token(
     token_id: str, kernel: KernelDep, principal: PrincipalDep, ctx: ContextDep
 ) -> m.TokenPublic:
     """Revoke one of the calling user's API tokens."""
-    state = await write_user(
-        kernel, c.RevokeToken(user_id=principal.user_id, token_id=token_id), ctx
-    )
-    return public_token(state.tokens[token_id].to_doc())
+    outcome = await kernel.execute(c.RevokeToken(user_id=principal.user_id, token_id=token_id), ctx)
+    return public_token(outcome.state.tokens[token_id].to_doc())
 
 
 def public_token(doc: dict) -> m.TokenPublic:
