@@ -37,9 +37,11 @@ from mlplane.bus.kafka import KafkaBus
 
 from services.logs.aggregate import Period
 from services.logs.ingest import KafkaIngest, publish_logs
-from services.logs.samples import inference_event, random_filters, records
 from services.logs.store import LogFilters
 from services.logs.store.sqlite import SQLiteLogStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from logs_samples import inference_event, random_filters, records
 
 HERE = Path(__file__).resolve().parent
 SPACE = "bench-space"

@@ -1,7 +1,8 @@
 """Routes of seed 003's `inference-logs` tag, under /api/v1.
 
-Both routes read one space's logs: the one an X-Space-ID header or a `space_id` parameter
-names, or the caller's only space. A space the caller is not a member of answers 404.
+Every route reads one space's logs: the one an X-Space-ID header or a `space_id` parameter
+names, or the caller's only space. A space the caller is not a member of answers 404, and so
+does a log of another space. `…/{id}/explain` says which configuration answered a log.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query
 from mlplane.deps import SPACE_HEADER, KernelDep, PrincipalDep, acting_space
-from mlplane.errors import Invalid
+from mlplane.errors import Invalid, NotFound
 from mlplane.http import PROBLEM_RESPONSES, ListPage
 from mlplane.kernel import Kernel
 from pydantic import BeforeValidator
 
 from .aggregate import Period, report
-from .models import InferenceLogPublic, InferenceLogSummary
+from .schemas import InferenceLogExplanation, InferenceLogPublic, InferenceLogSummary
+from .services import explain_log
 from .store import LogFilters, LogStore
 
 STORE = "logs.store"
@@ -129,3 +131,26 @@ async def summarize_inference_logs(
     period = Period.covering(filters.start, filters.end, datetime.now(UTC))
     by_model = await log_store(kernel).summary(filters, period)
     return InferenceLogSummary.model_validate(report(by_model, period))
+
+
+async def space_log(kernel: Kernel, space: str, log_id: str):
+    found = await log_store(kernel).log(space, log_id)
+    if found is None:
+        raise NotFound(f"inference log {log_id!r} not found")
+    return found
+
+
+@inference_logs.get("/{id}")
+async def get_inference_log(id: str, kernel: KernelDep, space: SpaceDep) -> InferenceLogPublic:
+    """Get one inference log (within the raw-log retention)."""
+    return InferenceLogPublic.model_validate((await space_log(kernel, space, id)).public())
+
+
+@inference_logs.get("/{id}/explain")
+async def explain_inference_log(
+    id: str, kernel: KernelDep, space: SpaceDep
+) -> InferenceLogExplanation:
+    """Which configuration answered one inference: endpoint revision, model version, servers,
+    checkpoint, training and bundle hashes in force at the log's time."""
+    found = await space_log(kernel, space, id)
+    return InferenceLogExplanation.model_validate(await explain_log(kernel, found))

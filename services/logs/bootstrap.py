@@ -35,8 +35,35 @@ def open_store(url: str, prefix: str = "", *, writer: str = "thread") -> LogStor
 def _routers():
     from .api import inference_logs
     from .webhooks_api import webhooks
+    from .webhooks_in_api import webhooks_in
 
-    return [inference_logs, webhooks]
+    return [inference_logs, webhooks, webhooks_in]
+
+
+def _commands():
+    from .handlers import COMMAND_HANDLERS
+
+    return COMMAND_HANDLERS
+
+
+def _entities():
+    from mlplane.history import EntityKind
+
+    from .handlers import INBOUND, STATUS_REPORTS, SUBSCRIPTIONS
+    from .projections import InboundSecrets, StatusReports, Subscriptions
+    from .webhooks_api import SUBSCRIPTION_KIND
+    from .webhooks_in_api import INBOUND_KIND, STATUS_REPORT_KIND
+
+    base = "/api/v1/webhooks"
+    return [
+        EntityKind(
+            SUBSCRIPTION_KIND, SUBSCRIPTIONS, Subscriptions(), f"{base}/subscriptions/{{id}}"
+        ),
+        EntityKind(INBOUND_KIND, INBOUND, InboundSecrets(), f"{base}/inbound-secrets/{{id}}"),
+        EntityKind(
+            STATUS_REPORT_KIND, STATUS_REPORTS, StatusReports(), f"{base}/status-reports/{{id}}"
+        ),
+    ]
 
 
 def _projections():
@@ -100,6 +127,8 @@ SERVICE = Service(
     name="logs",
     projections=_projections,
     routers=_routers,
+    commands=_commands,
+    entities=_entities,
     wire=_wire,
     on_start=_on_start,
 )

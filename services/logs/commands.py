@@ -1,15 +1,12 @@
 """Commands the logs service decides on: imperative, validated, carrying everything a pure
-decision needs (ids, fresh secrets, positions), so `handlers.decide` does no I/O."""
+decision needs (ids, fresh secrets, positions, what a route looked up), so the decisions in
+`handlers` do no I/O. `handlers.COMMAND_HANDLERS` says which aggregate each acts on."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
-
-class Command(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from mlplane.commands import Command
 
 
 class Subscribe(Command):
@@ -65,13 +62,23 @@ class RotateInboundSecret(Command):
 
 
 class ReportStatus(Command):
+    """A status update about entity `<object>:<id>`, recorded on the logs service's own stream
+    `status-report:<object>:<id>`. `entity_space` is the space the entity's first event names,
+    looked up by the route (None: no such entity), so the decision stays pure."""
+
     space_id: str
     delivery_id: str
     object: str
     id: str
+    entity_space: str | None = None
     event: str = ""
     status: str = ""
     name: str = ""
     type: str = ""
     payload: dict[str, Any] = {}
     timestamp: str = ""
+
+    @property
+    def report_id(self) -> str:
+        """The entity the update is about, as the id of its status-report stream."""
+        return f"{self.object}:{self.id}"

@@ -25,12 +25,14 @@ import json
 import logging
 import random
 import time
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from importlib.metadata import version
 from typing import Any
 
 import httpx
 from mlplane import aggregates
+from mlplane.commands import Command
 from mlplane.deps import in_space
 from mlplane.egress import BlockedAddress
 from mlplane.errors import UnknownEventType
@@ -41,9 +43,9 @@ from mlplane.service import register_all_events
 
 from . import commands as c
 from .events import WEBHOOKS, WebhookRedeliveryRequested
-from .handlers import SUBSCRIPTIONS, decide
-from .models import POSITION_MAX
+from .handlers import SUBSCRIPTIONS
 from .projections import SUBSCRIPTIONS as SUBSCRIPTION_DOCS
+from .schemas import POSITION_MAX
 from .settings import LogsSettings
 from .signing import sign
 
@@ -53,6 +55,49 @@ BATCH = 200
 REDELIVERY_ATTEMPTS = 3
 USER_AGENT = f"mlplane-webhooks/{version('mlplane')}"
 CTX = Context(actor="system", source="mlplane/logs")
+
+
+@dataclass(frozen=True)
+class Deliver:
+    """Send the event to the subscription's URL."""
+
+
+@dataclass(frozen=True)
+class Redeliver:
+    """Carry out the redelivery of a dead-lettered event the API asked for."""
+
+    event_id: str
+
+
+def policy(row: StoredEvent, topic: str | None, subscription: dict[str, Any]):
+    """What a subscription's cursor does with one event of the log, pure: a redelivery asked
+    for it, a delivery, or nothing (None). `topic` is the event type's topic (None: a type this
+    process does not know). Never sent: other spaces' events and the webhook bookkeeping."""
+    if (
+        row.type == WebhookRedeliveryRequested.type_name
+        and row.data.get("subscription_id") == subscription["id"]
+    ):
+        return Redeliver(row.data["event_id"])
+    if row.meta.get("space") != subscription["space_id"] or topic in (None, WEBHOOKS):
+        return None
+    types = subscription["event_types"]
+    return Deliver() if not types or any(fnmatchcase(row.type, t) for t in types) else None
+
+
+def outcome(subscription_id: str, env: Envelope, attempts: int, error: str | None) -> list[Command]:
+    """The commands a delivery's outcome asks for: a dead letter when it failed, else none."""
+    if error is None:
+        return []
+    dead = c.DeadLetter(
+        subscription_id=subscription_id,
+        event_id=env.id,
+        event_type=env.type,
+        stream_id=env.stream_id,
+        position=env.position,
+        attempts=attempts,
+        error=error,
+    )
+    return [dead]
 
 
 class Stopped(Exception):
@@ -132,26 +177,20 @@ class Cursor:
         await self.kernel.docs.set_checkpoint(checkpoint(self.id), position)
         return position
 
-    def _matches(self, row: StoredEvent) -> bool:
-        if row.meta.get("space") != self.doc["space_id"]:
-            return False
+    def _topic(self, row: StoredEvent) -> str | None:
         try:
-            topic = self.kernel.log.registry.model(row.type).topic
+            return self.kernel.log.registry.model(row.type).topic
         except UnknownEventType:
-            return False
-        types = self.doc["event_types"]
-        return topic != WEBHOOKS and (not types or any(fnmatchcase(row.type, t) for t in types))
+            return None
 
     async def _handle(self, row: StoredEvent) -> bool:
         """Deliver the event if it is one for this subscription; True if something was sent."""
-        if (
-            row.type == WebhookRedeliveryRequested.type_name
-            and row.data.get("subscription_id") == self.id
-        ):
-            await self._redeliver(row.data["event_id"])
-            return True
-        if not self._matches(row):
-            return False
+        match policy(row, self._topic(row), self.doc):
+            case Redeliver(event_id):
+                await self._redeliver(event_id)
+                return True
+            case None:
+                return False
         env = await self.kernel.log.decode(row)
         attempts, error = await self._send(env, self.settings.webhook_attempts)
         if error is not None:
@@ -163,17 +202,8 @@ class Cursor:
                 attempts,
                 error,
             )
-            await self._record(
-                c.DeadLetter(
-                    subscription_id=self.id,
-                    event_id=env.id,
-                    event_type=env.type,
-                    stream_id=env.stream_id,
-                    position=env.position,
-                    attempts=attempts,
-                    error=error,
-                )
-            )
+        for command in outcome(self.id, env, attempts, error):
+            await self._record(command)
         return True
 
     async def _send(self, env: Envelope, attempts: int) -> tuple[int, str | None]:
@@ -223,9 +253,8 @@ class Cursor:
         )
         await self._record(command)
 
-    async def _record(self, command: c.Command) -> None:
-        ctx = in_space(CTX, self.doc["space_id"])
-        await aggregates.execute(self.kernel.log, SUBSCRIPTIONS, self.id, decide, command, ctx)
+    async def _record(self, command: Command) -> None:
+        await self.kernel.execute(command, in_space(CTX, self.doc["space_id"]))
 
     def stop(self) -> None:
         self._stopping.set()

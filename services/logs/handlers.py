@@ -1,17 +1,18 @@
 """Pure decisions of the logs service: state is a fold of a stream, a command becomes events.
 
-Streams: `webhook:<subscription id>` (the subscription, its dead letters and their
-redeliveries), `webhook-in:<space id>` (the space's inbound secret), and the stream of any
-entity an inbound status update reports on (`<object>:<id>`: its first event names its space).
-Nothing here does I/O; `mlplane.aggregates.execute` loads, decides and appends.
+Streams, all owned by this service: `webhook:<subscription id>` (the subscription, its dead
+letters and their redeliveries), `webhook-in:<space id>` (the space's inbound secret) and
+`status-report:<object>:<id>` (the status updates sent in about another context's entity: the
+entity's own stream is its owner's, never written here). Nothing here does I/O;
+`Kernel.execute` loads, decides and appends, after `COMMAND_HANDLERS` at the foot.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from mlplane.aggregates import Aggregate, State, stamp
+from mlplane.commands import Handler
 from mlplane.errors import Conflict, NotFound
 from mlplane.events import Envelope, Event
 
@@ -217,58 +218,82 @@ def rotate_inbound_secret(state: InboundState, cmd: c.RotateInboundSecret) -> li
     return [e.InboundSecretRotated(**cmd.model_dump())]
 
 
-# ---------------------------------------------------------------- entities
+# ---------------------------------------------------------------- status reports
 
 
-class EntityState(State):
-    """What a status update needs to know of an entity: that it exists, in which space, and
-    which deliveries it has taken already."""
+class StatusReportState(State):
+    """The status updates sent in about one entity of another context (stream
+    `status-report:<object>:<id>`, owned by this service): whose entity it is, the last status
+    reported, and which deliveries it has taken already."""
 
-    exists: bool = False
-    space_id: str | None = None
+    id: str = ""
+    space_id: str = ""
+    object: str = ""
+    entity_id: str = ""
+    status: str = ""
+    event: str = ""
+    name: str = ""
+    type: str = ""
+    payload: dict[str, Any] = {}
+    timestamp: str = ""
+    reports: int = 0
     deliveries: frozenset[str] = frozenset()
+    created_at: str = ""
+    updated_at: str = ""
+
+    def public(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"deliveries"})
 
 
-def evolve_entity(state: EntityState, env: Envelope) -> EntityState:
-    if not state.exists:
-        state = EntityState(exists=True, space_id=env.space)
-    if isinstance(env.data, e.EntityStatusReported):
-        return state.model_copy(update={"deliveries": state.deliveries | {env.data.delivery_id}})
+def evolve_status_report(state: StatusReportState, env: Envelope) -> StatusReportState:
+    match env.data:
+        case e.EntityStatusReported() as ev:
+            at = stamp(env)
+            fields = ev.model_dump(exclude={"delivery_id", "id", "payload"})
+            return state.model_copy(
+                update={
+                    **fields,
+                    "id": f"{ev.object}:{ev.id}",
+                    "space_id": env.space or state.space_id,
+                    "entity_id": ev.id,
+                    "payload": ev.payload,
+                    "reports": state.reports + 1,
+                    "deliveries": state.deliveries | {ev.delivery_id},
+                    "created_at": state.created_at or at,
+                    "updated_at": at,
+                }
+            )
     return state
 
 
-def entity(kind: str) -> Aggregate[EntityState]:
-    """The stream kind `kind` as an aggregate of status updates."""
-    if kind not in STATUS_ENTITIES:
-        raise NotFound(f"no {kind!r} entity takes status updates")
-    return Aggregate(kind, EntityState(), evolve_entity)
-
-
-def report_status(state: EntityState, cmd: c.ReportStatus) -> list[Event]:
-    if not state.exists or state.space_id != cmd.space_id:
+def report_status(state: StatusReportState, cmd: c.ReportStatus) -> list[Event]:
+    """Accept an update about an entity of the sender's space that takes updates; one whose
+    delivery id this entity has taken already changes nothing. An unknown entity, another
+    space's, or a kind that takes none are the same NotFound, so ids cannot be probed."""
+    if (
+        cmd.object not in STATUS_ENTITIES
+        or cmd.entity_space is None
+        or cmd.entity_space != cmd.space_id
+    ):
         raise NotFound(f"{cmd.object} {cmd.id!r} not found")
     if cmd.delivery_id in state.deliveries:
         return []
-    return [e.EntityStatusReported(**cmd.model_dump(exclude={"space_id"}))]
+    return [e.EntityStatusReported(**cmd.model_dump(exclude={"space_id", "entity_space"}))]
 
 
-# ---------------------------------------------------------------- dispatch
-
-DECISIONS: dict[type[c.Command], Callable[[Any, Any], list[Event]]] = {
-    c.Subscribe: subscribe,
-    c.UpdateSubscription: update_subscription,
-    c.Unsubscribe: unsubscribe,
-    c.DeadLetter: dead_letter,
-    c.RequestRedelivery: request_redelivery,
-    c.RecordRedelivery: record_redelivery,
-    c.RotateInboundSecret: rotate_inbound_secret,
-    c.ReportStatus: report_status,
-}
-
-
-def decide(state: Any, command: c.Command) -> list[Event]:
-    return DECISIONS[type(command)](state, command)
-
+# ---------------------------------------------------------------- the command table
 
 SUBSCRIPTIONS = Aggregate("webhook", SubscriptionState(), evolve_subscription)
 INBOUND = Aggregate("webhook-in", InboundState(), evolve_inbound)
+STATUS_REPORTS = Aggregate("status-report", StatusReportState(), evolve_status_report)
+
+COMMAND_HANDLERS: dict[type[c.Command], Handler[Any]] = {
+    c.Subscribe: Handler(SUBSCRIPTIONS, subscribe, "subscription_id"),
+    c.UpdateSubscription: Handler(SUBSCRIPTIONS, update_subscription, "subscription_id"),
+    c.Unsubscribe: Handler(SUBSCRIPTIONS, unsubscribe, "subscription_id"),
+    c.DeadLetter: Handler(SUBSCRIPTIONS, dead_letter, "subscription_id"),
+    c.RequestRedelivery: Handler(SUBSCRIPTIONS, request_redelivery, "subscription_id"),
+    c.RecordRedelivery: Handler(SUBSCRIPTIONS, record_redelivery, "subscription_id"),
+    c.RotateInboundSecret: Handler(INBOUND, rotate_inbound_secret, "space_id"),
+    c.ReportStatus: Handler(STATUS_REPORTS, report_status, "report_id"),
+}

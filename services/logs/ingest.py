@@ -21,8 +21,9 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.structs import TopicPartition
@@ -48,7 +49,7 @@ DRAIN_S = 10.0
 
 
 @dataclass
-class _Batch:
+class Batch:
     """What one fetch brought: the logs of each partition, what was not a log, and the offset
     each partition is committed at once it is stored."""
 
@@ -87,6 +88,23 @@ def decode(msg) -> LogRecord:
     return record_of(headers["ce_id"].decode(), msg.value, version, msg.offset)
 
 
+def policy(fetched: Mapping[TopicPartition, Sequence[Any]]) -> Batch:
+    """The ingest's decision over one fetch, pure: each message is a log to store or, when it is
+    not a valid one, a message to park with its reason; each partition is committed past its
+    last message either way, so a bad message never stops the partition."""
+    batch = Batch()
+    for tp, msgs in fetched.items():
+        if msgs:
+            records = batch.records.setdefault(tp, [])
+            for msg in msgs:
+                try:
+                    records.append(decode(msg))
+                except BadLog as exc:
+                    batch.bad.append((tp, msg, str(exc)))
+            batch.next[tp] = msgs[-1].offset + 1
+    return batch
+
+
 class KafkaIngest(ConsumerRebalanceListener):
     def __init__(
         self,
@@ -110,7 +128,7 @@ class KafkaIngest(ConsumerRebalanceListener):
         self.consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._stopping = asyncio.Event()
-        self._pending: asyncio.Queue[_Batch] = asyncio.Queue(PIPELINE)
+        self._pending: asyncio.Queue[Batch] = asyncio.Queue(PIPELINE)
         self.ingested = 0
 
     async def run(self) -> None:
@@ -169,16 +187,7 @@ class KafkaIngest(ConsumerRebalanceListener):
         """Fetch and decode; the writer stores the previous batch meanwhile."""
         assert self.consumer is not None
         fetched = await self.consumer.getmany(timeout_ms=200, max_records=self.batch)
-        batch = _Batch()
-        for tp, msgs in fetched.items():
-            if msgs:
-                records = batch.records.setdefault(tp, [])
-                for msg in msgs:
-                    try:
-                        records.append(decode(msg))
-                    except BadLog as exc:
-                        batch.bad.append((tp, msg, str(exc)))
-                batch.next[tp] = msgs[-1].offset + 1
+        batch = policy(fetched)
         if batch.next:
             await self._pending.put(batch)
 
@@ -190,7 +199,7 @@ class KafkaIngest(ConsumerRebalanceListener):
             finally:
                 self._pending.task_done()
 
-    async def _write(self, batch: _Batch) -> None:
+    async def _write(self, batch: Batch) -> None:
         """Store the batch in one write, park what is not a log (each retried as long as it
         fails), and commit each partition's offset past it."""
         parts = {f"{tp.topic}/{tp.partition}": records for tp, records in batch.records.items()}

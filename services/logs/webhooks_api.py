@@ -1,117 +1,47 @@
-"""Routes of seed 003's `webhooks` tag, under /api/v1/webhooks.
+"""Routes of seed 003's `webhooks` tag that manage webhooks out, under
+/api/v1/webhooks/subscriptions (the status updates sent in are `webhooks_in_api`).
 
-`POST /api/v1/webhooks` is the seed's "webhook to receive status updates": an outside system
-reports on one of its space's entities. It carries no bearer token; it is signed with the
-space's inbound secret (Standard Webhooks headers, see `signing`), and names its space with
-X-Space-ID. Each accepted update is an `EntityStatusReported` event on the entity's own stream;
-a repeated `webhook-id` is accepted again and changes nothing.
-
-The subscription routes manage webhooks out (see `delivery`); they, and the inbound secret,
-belong to the space's owners.
+A subscription is a cursor over the event log (see `delivery`); its routes belong to the
+space's owners. Every write is one command through `Kernel.execute`; `GET …/{id}` reads the
+subscription as it is or as it was (`as_of`, `version`), `…/history` lists its changes, and
+neither ever shows its secret.
 """
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Header, Request, status
-from mlplane import aggregates
+from fastapi import APIRouter, status
 from mlplane.auth import Principal
-from mlplane.deps import (
-    ContextDep,
-    KernelDep,
-    PrincipalDep,
-    in_space,
-    permitted,
-    request_context,
-)
-from mlplane.errors import Invalid, NotFound, Unauthorized
-from mlplane.eventlog import Context
+from mlplane.deps import ContextDep, KernelDep, PrincipalDep, in_space, permitted
+from mlplane.errors import Invalid, NotFound
 from mlplane.events import new_id
 from mlplane.eventstore import EventStore
-from mlplane.http import PROBLEM_RESPONSES, ListPage, PageParams, field_errors, list_page
+from mlplane.history import (
+    AsOf,
+    AsOfParams,
+    HistoryAfter,
+    HistoryLimit,
+    HistoryPage,
+    document_at,
+    entity_history,
+)
+from mlplane.http import PROBLEM_RESPONSES, ListPage, PageParams, list_page
 from mlplane.kernel import Kernel
-from pydantic import ValidationError
 
 from . import commands as c
-from . import models as m
-from .api import SPACE_HEADER, SpaceDep
+from . import schemas as m
+from .api import SpaceDep
 from .delivery import checkpoint
-from .handlers import INBOUND, SUBSCRIPTIONS, decide, entity
+from .handlers import SUBSCRIPTIONS
 from .projections import DEAD_LETTERS
 from .projections import SUBSCRIPTIONS as SUBSCRIPTION_DOCS
-from .settings import SETTINGS, LogsSettings
-from .signing import BadSignature, new_secret, verify
+from .services import entity_space
+from .signing import new_secret
+
+SUBSCRIPTION_KIND = "webhook-subscription"
 
 webhooks = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"], responses=PROBLEM_RESPONSES)
-
-
-def settings_of(kernel: Kernel) -> LogsSettings:
-    return kernel.extensions[SETTINGS]
-
-
-# ---------------------------------------------------------------- webhooks in
-
-
-@webhooks.post("")
-async def receive_status_update(
-    request: Request,
-    kernel: KernelDep,
-    x_space_id: Annotated[str | None, Header(alias=SPACE_HEADER)] = None,
-    webhook_id: Annotated[str | None, Header(alias="webhook-id", max_length=200)] = None,
-    webhook_timestamp: Annotated[str | None, Header(alias="webhook-timestamp")] = None,
-    webhook_signature: Annotated[str | None, Header(alias="webhook-signature")] = None,
-) -> m.StatusAccepted:
-    """Webhook to receive status updates about the sending space's entities (signed)."""
-    body = await request.body()
-    if not x_space_id:
-        raise Unauthorized(f"name the sending space with an {SPACE_HEADER} header")
-    inbound, _ = await aggregates.load(kernel.log, INBOUND, x_space_id)
-    try:
-        if not inbound.secret:
-            raise BadSignature("webhook-signature does not match")
-        verify(
-            inbound.secret,
-            webhook_id,
-            webhook_timestamp,
-            webhook_signature,
-            body,
-            now=time.time(),
-            tolerance=settings_of(kernel).webhook_tolerance_s,
-        )
-    except BadSignature as exc:
-        raise Unauthorized(str(exc)) from None
-    try:
-        update = m.StatusUpdate.model_validate_json(body)
-    except ValidationError as exc:
-        errors = field_errors(list(exc.errors()))
-        raise Invalid(
-            "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors
-        ) from None
-    assert webhook_id is not None
-    command = c.ReportStatus(space_id=x_space_id, delivery_id=webhook_id, **update.model_dump())
-    ctx = in_space(request_context(request, actor=f"webhook:{x_space_id}"), x_space_id)
-    outcome = await aggregates.execute(
-        kernel.log, entity(update.object), update.id, decide, command, ctx
-    )
-    return m.StatusAccepted(id=webhook_id, duplicate=not outcome.events)
-
-
-@webhooks.post("/inbound-secret", status_code=status.HTTP_201_CREATED)
-async def rotate_inbound_secret(
-    kernel: KernelDep, principal: PrincipalDep, space: SpaceDep, ctx: ContextDep
-) -> m.InboundSecretPublic:
-    """Issue the space's secret for signing status updates (owners); shown once, the old one stops working."""
-    await owned_space(kernel, principal, space)
-    previous, _ = await aggregates.load(kernel.log, INBOUND, space)
-    command = c.RotateInboundSecret(space_id=space, secret_id=new_id(), secret=new_secret())
-    await aggregates.execute(kernel.log, INBOUND, space, decide, command, in_space(ctx, space))
-    if previous.secret_id:
-        await kernel.log.forget(previous.secret_id)
-    return m.InboundSecretPublic(space_id=space, secret_id=command.secret_id, secret=command.secret)
-
 
 # ---------------------------------------------------------------- webhooks out
 
@@ -119,17 +49,15 @@ async def rotate_inbound_secret(
 async def owned_space(kernel: Kernel, principal: Principal, space: str) -> str:
     """The space, if it exists and the caller owns it (or administers the platform)."""
     principal.require(space, owner=True)
-    found, _ = await aggregates.load(kernel.log, entity("space"), space)
-    if not found.exists:
+    if await entity_space(kernel.log.store, "space", space) != space:
         raise NotFound(f"space {space!r} not found")
     return space
 
 
 async def subscription_doc(kernel: Kernel, space: str, subscription_id: str) -> dict:
-    doc = await kernel.docs.get(SUBSCRIPTION_DOCS, subscription_id)
-    if doc is None:
-        await kernel.catch_up(SUBSCRIPTION_DOCS)
-        doc = await kernel.docs.get(SUBSCRIPTION_DOCS, subscription_id)
+    doc = await kernel.doc(
+        SUBSCRIPTION_DOCS, subscription_id, SUBSCRIPTIONS.stream(subscription_id)
+    )
     if doc is None or doc["space_id"] != space:
         raise NotFound(f"webhook subscription {subscription_id!r} not found")
     return doc
@@ -140,19 +68,6 @@ async def public_subscription(
 ):
     position = max(await kernel.docs.get_checkpoint(checkpoint(doc["id"])), doc["start_position"])
     return model.model_validate({**doc, "position": position, **extra})
-
-
-async def write(kernel: Kernel, command: c.Command, ctx: Context, space: str):
-    outcome = await aggregates.execute(
-        kernel.log,
-        SUBSCRIPTIONS,
-        command.subscription_id,
-        decide,
-        command,  # type: ignore[attr-defined]
-        in_space(ctx, space),
-    )
-    await kernel.catch_up(SUBSCRIPTION_DOCS, DEAD_LETTERS)
-    return outcome
 
 
 async def check_destination(kernel: Kernel, url: str) -> str:
@@ -211,7 +126,7 @@ async def create_subscription(
         start_position=await start_position(kernel, body.start),
         description=body.description,
     )
-    await write(kernel, command, ctx, space)
+    await kernel.execute(command, in_space(ctx, space))
     doc = await subscription_doc(kernel, space, command.subscription_id)
     shown = None if body.secret else secret
     return await public_subscription(kernel, doc, m.SubscriptionCreated, secret=shown)
@@ -235,11 +150,37 @@ async def list_subscriptions(
 
 @webhooks.get("/subscriptions/{id}")
 async def get_subscription(
-    id: str, kernel: KernelDep, principal: PrincipalDep, space: SpaceDep
+    id: str, kernel: KernelDep, principal: PrincipalDep, space: SpaceDep, at: AsOfParams
 ) -> m.SubscriptionPublic:
-    """Get a webhook subscription, with how far it has delivered."""
+    """Get a webhook subscription, with how far it has delivered, as it is or was (`as_of`)."""
     await owned_space(kernel, principal, space)
-    return await public_subscription(kernel, await subscription_doc(kernel, space, id))
+    doc = await subscription_doc(kernel, space, id) if at.now else await past(kernel, space, id, at)
+    return await public_subscription(kernel, doc)
+
+
+async def past(kernel: Kernel, space: str, subscription_id: str, at: AsOf) -> dict:
+    """The subscription as of `at`, if it was this space's then (a deleted one still has a past)."""
+    kind = kernel.entities[SUBSCRIPTION_KIND]
+    doc = await document_at(kernel.log, kind, subscription_id, at)
+    if doc["space_id"] != space:
+        raise NotFound(f"webhook subscription {subscription_id!r} not found")
+    return doc
+
+
+@webhooks.get("/subscriptions/{id}/history")
+async def subscription_history(
+    id: str,
+    kernel: KernelDep,
+    principal: PrincipalDep,
+    space: SpaceDep,
+    limit: HistoryLimit = 20,
+    after: HistoryAfter = 0,
+) -> HistoryPage:
+    """A subscription's changes, oldest first (its secret never shows)."""
+    await owned_space(kernel, principal, space)
+    await past(kernel, space, id, AsOf(version=1))
+    kind = kernel.entities[SUBSCRIPTION_KIND]
+    return await entity_history(kernel.log, kind, id, limit=limit, after=after)
 
 
 @webhooks.patch("/subscriptions/{id}")
@@ -256,7 +197,8 @@ async def update_subscription(
     await subscription_doc(kernel, space, id)
     url = await check_destination(kernel, str(body.url)) if body.url is not None else None
     changes = body.model_dump(exclude={"url"})
-    await write(kernel, c.UpdateSubscription(subscription_id=id, url=url, **changes), ctx, space)
+    command = c.UpdateSubscription(subscription_id=id, url=url, **changes)
+    await kernel.execute(command, in_space(ctx, space))
     return await public_subscription(kernel, await subscription_doc(kernel, space, id))
 
 
@@ -267,7 +209,7 @@ async def delete_subscription(
     """Delete a subscription: deliveries stop and its secret is destroyed."""
     await owned_space(kernel, principal, space)
     await subscription_doc(kernel, space, id)
-    await write(kernel, c.Unsubscribe(subscription_id=id), ctx, space)
+    await kernel.execute(c.Unsubscribe(subscription_id=id), in_space(ctx, space))
     await kernel.log.forget(id)
     return m.Ref(id=id)
 
@@ -298,5 +240,6 @@ async def redeliver_dead_letter(
     """Send a dead-lettered event again; its status tells how it went."""
     await owned_space(kernel, principal, space)
     await subscription_doc(kernel, space, id)
-    await write(kernel, c.RequestRedelivery(subscription_id=id, event_id=event_id), ctx, space)
+    command = c.RequestRedelivery(subscription_id=id, event_id=event_id)
+    await kernel.execute(command, in_space(ctx, space))
     return m.RedeliveryAccepted(id=f"{id}:{event_id}", status="redelivering")

@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from logs_samples import START, random_filters, records
 from mlplane.adapters import mongo_database
 
 from services.logs.aggregate import Period, fold_by_model
-from services.logs.samples import START, random_filters, records
 from services.logs.store import LogFilters, LogStore
 from services.logs.store.base import INPROC
 from services.logs.store.mongo import MongoLogStore
@@ -67,6 +67,14 @@ async def test_logs_come_back_newest_first_a_page_at_a_time(store: LogStore):
     assert [r.id for r in first] == [r.id for r in newest[:50]]
     assert [r.id for r in third] == [r.id for r in newest[100:]]
     assert first[0] == replace(newest[0], offset=-1)
+
+
+async def test_one_log_is_found_by_its_id_in_its_own_space_only(store: LogStore):
+    logs = records(20)
+    await store.ingest(SOURCE, logs)
+    assert await store.log(logs[7].space, logs[7].id) == replace(logs[7], offset=-1)
+    assert await store.log("space-2", logs[7].id) is None
+    assert await store.log(logs[7].space, "no-such-log") is None
 
 
 async def test_every_filter_selects_what_its_definition_selects(store: LogStore):

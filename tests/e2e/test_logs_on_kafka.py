@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 from launcher import Platform, new_space
+from logs_samples import inference_event
 from mlplane.bus.kafka import KafkaBus
 
 from services.logs.aggregate import LogRecord, Period, fold_by_model, report
 from services.logs.ingest import publish_logs
-from services.logs.samples import inference_event
 
 pytestmark = pytest.mark.kafka
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from logs_samples import START, inference_event, random_filters
 from mlplane.bus.kafka import KafkaBus
 
 from services.logs.aggregate import LogRecord, Period, fold_by_model, report
 from services.logs.ingest import KafkaIngest, log_rows
-from services.logs.samples import START, inference_event, random_filters
 from services.logs.store import LogFilters, LogStore
 from services.logs.store.sqlite import SQLiteLogStore
 

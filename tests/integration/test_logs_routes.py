@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from logs_platform import Platform, platform
+from logs_samples import inference_event, random_filters
 
 from services.logs.aggregate import LogRecord, Period, fold_by_model, report
 from services.logs.ingest import publish_logs
-from services.logs.samples import inference_event, random_filters
 from services.logs.store import LogFilters
 
 SPAN_S = 3 * 3600

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+from logs_samples import inference_event
 from mlplane.bus.kafka import KafkaBus
 
 from services.logs.ingest import TOPIC, KafkaIngest, publish_logs
-from services.logs.samples import inference_event
 from services.logs.store import LogFilters
 from services.logs.store.sqlite import SQLiteLogStore
 

@@ -1,5 +1,6 @@
-"""Status updates sent in: a signed update becomes one event on its entity's stream; every bad
-request is a 4xx problem and appends nothing."""
+"""Status updates sent in: a signed update becomes one event on the logs service's stream for
+that entity (`status-report:<object>:<id>`; the entity's own stream belongs to its context);
+every bad request is a 4xx problem and appends nothing."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ async def head(p: Platform) -> int:
     return await p.kernel.log.store.head_position()
 
 
-async def test_a_signed_update_becomes_one_event_on_the_entity_stream(running: Platform):
+async def test_a_signed_update_becomes_one_event_on_the_status_report_stream(running: Platform):
     space = await running.new_space()
     secret = await secret_of(running, space)
     body = update(space)
@@ -73,12 +74,50 @@ async def test_a_signed_update_becomes_one_event_on_the_entity_stream(running: P
     assert first.json() == {"id": "dlv-1", "duplicate": False} and again.json()["duplicate"] is True
     reported = [
         env
-        for env in await running.kernel.log.read_stream(f"space:{space}")
+        for env in await running.kernel.log.read_stream(f"status-report:space:{space}")
         if env.type == "EntityStatusReported"
     ]
     assert len(reported) == 1
     assert reported[0].data.status == "ready" and reported[0].data.payload == {"rows": 42}
     assert reported[0].space == space
+    entity_stream = await running.kernel.log.read_stream(f"space:{space}")
+    assert [env for env in entity_stream if env.type == "EntityStatusReported"] == []
+
+
+async def test_the_status_reported_on_an_entity_has_a_history(running: Platform):
+    space, other = await running.new_space("mine"), await running.new_space("theirs")
+    secret = await secret_of(running, space)
+    for delivery, status in (("dlv-1", "ready"), ("dlv-2", "failed")):
+        body = update(space, status=status)
+        sent = await running.client.post(
+            "/api/v1/webhooks", content=body, headers=signed(space, secret, body, delivery)
+        )
+        assert sent.status_code == 200, sent.text
+    path = f"/api/v1/webhooks/status-reports/space:{space}"
+    now = await running.client.get(path, headers={"X-Space-ID": space})
+    first = await running.client.get(path, params={"version": 1}, headers={"X-Space-ID": space})
+    history = await running.client.get(f"{path}/history", headers={"X-Space-ID": space})
+    assert (now.json()["status"], now.json()["reports"]) == ("failed", 2)
+    assert first.json()["status"] == "ready"
+    assert [c["changed"].get("status") for c in history.json()["data"]] == ["ready", "failed"]
+    foreign = await running.client.get(path, headers={"X-Space-ID": other})
+    assert foreign.status_code == 404
+
+
+async def test_the_inbound_secret_has_a_history_that_never_shows_it(running: Platform):
+    space, other = await running.new_space("mine"), await running.new_space("theirs")
+    old, new = await secret_of(running, space), await secret_of(running, space)
+    path = f"/api/v1/webhooks/inbound-secrets/{space}"
+    now = await running.client.get(path, headers={"X-Space-ID": space})
+    first = await running.client.get(path, params={"version": 1}, headers={"X-Space-ID": space})
+    history = await running.client.get(f"{path}/history", headers={"X-Space-ID": space})
+    assert now.status_code == first.status_code == history.status_code == 200
+    assert now.json()["secret_id"] != first.json()["secret_id"]
+    assert history.json()["count"] == 2
+    for answer in (now, first, history):
+        assert old not in answer.text and new not in answer.text
+    foreign = await running.client.get(path, headers={"X-Space-ID": other})
+    assert foreign.status_code == 404
 
 
 async def test_bad_updates_are_refused_and_append_nothing(running: Platform):

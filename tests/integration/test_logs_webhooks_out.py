@@ -310,3 +310,31 @@ async def test_a_recorded_start_beyond_any_position_waits_without_failing(
     await asyncio.sleep(1.5)  # the dispatcher starts its cursor within half a second
     failures = [r for r in caplog.records if r.name == "mlplane.logs.webhooks"]
     assert not failures, caplog.text
+
+
+async def test_a_subscription_has_a_history_that_never_shows_its_secret(running: Platform):
+    space, other = await running.new_space("mine"), await running.new_space("theirs")
+    chosen = "whsec_" + "k" * 40
+    sub = await subscribe(running, space, "http://127.0.0.1:9/hook", secret=chosen)
+    generated = await subscribe(running, space, "http://127.0.0.1:9/other")
+    path = f"/api/v1/webhooks/subscriptions/{sub['id']}"
+    mine = {"X-Space-ID": space}
+    changed = await running.client.patch(path, headers=mine, json={"description": "second"})
+    assert changed.status_code == 200, changed.text
+    first = await running.client.get(path, params={"version": 1}, headers=mine)
+    now = await running.client.get(path, headers=mine)
+    history = await running.client.get(f"{path}/history", headers=mine)
+    other_history = await running.client.get(
+        f"/api/v1/webhooks/subscriptions/{generated['id']}/history", headers=mine
+    )
+    assert (first.json()["description"], now.json()["description"]) == ("", "second")
+    assert [c["type"] for c in history.json()["data"]] == [
+        "WebhookSubscribed",
+        "WebhookSubscriptionUpdated",
+    ]
+    for answer in (first, now, history, other_history):
+        assert answer.status_code == 200, answer.text
+        assert chosen not in answer.text and generated["secret"] not in answer.text
+    for foreign in (path, f"{path}/history"):
+        response = await running.client.get(foreign, headers={"X-Space-ID": other})
+        assert response.status_code == 404, foreign

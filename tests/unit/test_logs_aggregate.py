@@ -7,6 +7,8 @@ import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from logs_samples import records
+
 from services.logs.aggregate import (
     DAY,
     HOUR,
@@ -20,7 +22,6 @@ from services.logs.aggregate import (
     over_all_users,
     report,
 )
-from services.logs.samples import records
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 

@@ -99,6 +99,10 @@ class LogStore(abc.ABC):
         """The number of matching logs and one page of them, newest first."""
 
     @abc.abstractmethod
+    async def log(self, space: str, log_id: str) -> LogRecord | None:
+        """One log of `space` by its id (None: unknown, expired, or another space's)."""
+
+    @abc.abstractmethod
     async def bucket_stats(
         self, space: str, level: int, first: int, end: int, dimensions: Mapping[str, Any]
     ) -> dict[str, Stats]:

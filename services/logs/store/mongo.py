@@ -220,6 +220,10 @@ class MongoLogStore(LogStore):
         )
         return count, [_record(d) async for d in cursor]
 
+    async def log(self, space: str, log_id: str) -> LogRecord | None:
+        found = await self._raw.find_one({"_id": log_id, "space": space})
+        return None if found is None else _record(found)
+
     async def all_logs(self, filters: LogFilters) -> list[LogRecord]:
         return [_record(d) async for d in self._raw.find(_match(filters))]
 

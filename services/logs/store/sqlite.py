@@ -275,6 +275,15 @@ class SQLiteLogStore(LogStore):
 
         return await self._read(read)
 
+    async def log(self, space: str, log_id: str) -> LogRecord | None:
+        sql = f"SELECT {', '.join(LOG_COLUMNS)} FROM logs WHERE id = ? AND space = ?"
+
+        def read(db: sqlite3.Connection) -> LogRecord | None:
+            row = db.execute(sql, (log_id, space)).fetchone()
+            return None if row is None else _record(row)
+
+        return await self._read(read)
+
     async def all_logs(self, filters: LogFilters) -> list[LogRecord]:
         where, args = _where(filters)
         sql = f"SELECT {', '.join(LOG_COLUMNS)} FROM logs WHERE {where}"

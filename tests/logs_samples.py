@@ -1,14 +1,15 @@
-"""Synthetic inference traffic for tests, benchmarks and demos: reproducible from a seed, and
-shaped like real traffic (a few models, many users, skewed latencies, some errors, tokens on
-chat requests only)."""
+"""Synthetic inference traffic for the logs tests and benchmarks (`bench/bench_logs.py` puts
+tests/ on its path): reproducible from a seed, and shaped like real traffic (a few models, many
+users, skewed latencies, some errors, tokens on chat requests only). Test data, so it lives
+beside the tests, not in the service's package."""
 
 from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
 
-from .aggregate import LogRecord
-from .events import InferenceLogged
+from services.logs.aggregate import LogRecord
+from services.logs.events import InferenceLogged
 
 MODELS = [f"model-{i}" for i in range(6)]
 USERS = [f"user-{i}" for i in range(25)]

@@ -1,5 +1,5 @@
 """The logs service's API models: what clients send (unknown fields refused) and what they get
-back, with the field names of seed 003 (inference-logs, webhooks)."""
+back, with the field names of seed 003 (inference-logs, webhooks). Never events."""
 
 from __future__ import annotations
 
@@ -75,6 +75,79 @@ class InferenceLogSummary(Output):
     period_start_date: datetime | None
     period_end_date: datetime
     bucket_seconds: int
+
+
+class ExplainedEndpoint(Output):
+    id: str
+    name: str
+    revision_id: str | None
+    revision: int | None
+    rollback_of: str | None
+    """The revision this one rolled back to, when it was a rollback."""
+    configured_at: str | None
+    rolled_out_at: str | None
+    """When the revision went live on its servers (null: not rolled out by the log's time)."""
+    served_name: str | None
+
+
+class ExplainedModel(Output):
+    id: str
+    name: str | None
+    version: str
+    format: str | None
+    source: str | None
+    files: dict[str, str]
+    """Each file of the version and its SHA-256."""
+
+
+class ExplainedServer(Output):
+    id: str
+    name: str | None
+    host: str | None
+    port: int | None
+    kind: str | None
+
+
+class ExplainedCheckpoint(Output):
+    id: str
+    name: str | None
+    version: int | None
+    format: str | None
+    uri: str | None
+    metrics: dict[str, float] | None
+
+
+class ExplainedTraining(Output):
+    id: str
+    name: str | None
+    source: str | None
+    architecture: str | None
+
+
+class ExplainedBundle(Output):
+    id: str | None
+    """The uploaded bundle (null for a built-in architecture's training)."""
+    code_hash: str
+    data_hash: str
+    parameters_hash: str
+    bundle_hash: str
+
+
+class InferenceLogExplanation(Output):
+    """Which configuration answered one inference, as it stood at the log's time; a part the
+    platform never learnt (a model uploaded by hand has no checkpoint) is null."""
+
+    log_id: str
+    time: datetime
+    endpoint: ExplainedEndpoint | None
+    model: ExplainedModel
+    servers: list[ExplainedServer]
+    checkpoint: ExplainedCheckpoint | None
+    training: ExplainedTraining | None
+    bundle: ExplainedBundle | None
+    matches_log: bool
+    """The revision's model and version are those the log recorded (false: the data plane
+    still routed to the previous revision when it answered)."""
 
 
 # ---------------------------------------------------------------- webhooks out
@@ -184,3 +257,30 @@ class InboundSecretPublic(Output):
     secret_id: str
     secret: str
     """Shown once: sign each update with it (see docs/logs.md)."""
+
+
+class InboundSecretInfo(Output):
+    """Which secret a space's updates are signed with, and since when; never the secret."""
+
+    space_id: str
+    secret_id: str
+    rotated_at: str
+
+
+class StatusReportPublic(Output):
+    """The last status update sent in about one entity, and how many came."""
+
+    id: str
+    """`<object>:<entity id>`."""
+    space_id: str
+    object: str
+    entity_id: str
+    status: str
+    event: str
+    name: str
+    type: str
+    payload: dict[str, Any]
+    timestamp: str
+    reports: int
+    created_at: str
+    updated_at: str
