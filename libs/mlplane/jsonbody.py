@@ -1,9 +1,10 @@
 """What a JSON request body may look like before any route sees it: bounded depth, finite numbers.
 
 JSON nested a few hundred levels deep parses in Python but breaks the parsers and encoders behind
-it (pydantic's JSON reader stops at 200 levels, BSON at 100), and `NaN`/`Infinity` are not JSON at
-all (RFC 8259), though Python's parser accepts them. Both are refused at the edge, naming the
-field, so nothing downstream ever has to store or replay such a value.
+it (pydantic's JSON reader stops at 200 levels, BSON at 100), `NaN`/`Infinity` are not JSON at
+all (RFC 8259), though Python's parser accepts them, and a NUL character in a string is text no
+PostgreSQL-backed store can keep. All three are refused at the edge, naming the field, so nothing
+downstream ever has to store or replay such a value.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def find_fault(body: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Fault | None:
     deep and name no constant are not parsed here at all, so the common case costs two scans.
     """
     opens = body.count(b"{") + body.count(b"[")
-    if opens <= max_depth and b"NaN" not in body and b"Infinity" not in body:
+    constants = b"NaN" in body or b"Infinity" in body
+    if opens <= max_depth and not constants and b"\\u0000" not in body:
         return None
     try:
         value = json.loads(body, parse_constant=_Constant)
@@ -69,6 +71,10 @@ def _walk(value: Any, max_depth: int) -> Fault | None:
                 f"{node.text} is not a JSON number; send a finite number or null",
                 "json_not_finite",
             )
+        if isinstance(node, str) and "\x00" in node:
+            return Fault(_dotted(path), "text may not hold NUL characters", "string_nul")
+        if isinstance(node, dict) and any("\x00" in key for key in node):
+            return Fault(_dotted(path), "field names may not hold NUL characters", "string_nul")
         if isinstance(node, (dict, list)):
             if len(path) >= max_depth:
                 return Fault(

@@ -65,3 +65,14 @@ def test_a_body_that_is_not_json_is_left_to_the_route():
 )
 def test_json_media_types(content_type, expected):
     assert is_json(content_type) is expected
+
+
+def test_a_nul_character_in_any_string_is_refused_and_named():
+    fault = find_fault(b'{"connectors": [{"name": "a\\u0000b"}]}')
+    assert fault is not None and fault.type == "string_nul"
+    assert fault.field == "connectors.0.name"
+
+
+def test_a_nul_character_in_a_field_name_is_refused():
+    fault = find_fault(b'{"x": {"a\\u0000": 1}}')
+    assert fault is not None and fault.field == "x"
