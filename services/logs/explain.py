@@ -14,10 +14,10 @@ from the other contexts' published events only (`events` modules, as sealed cont
 | `bundle:<id>` | `BundleUploaded` (training) |
 
 An endpoint's document keeps its whole timeline: every revision configured (with the time it
-was configured) and every rollout (which revision went live on which servers, and when). The
-revision "in force" at a log's time is the one of the last rollout at or before it; before the
-first rollout, the last revision configured by then. Times are the events' append times, the
-log's time is the data plane's clock when it answered.
+was configured) and every rollout (which served name went live on which servers, and when).
+The revision "in force" at a log's time is the last one configured by then that serves what the
+last rollout by then put live (`revision_at`). Times are the events' append times; the log's
+time is the data plane's clock when it answered, a little after it routed the request.
 """
 
 from __future__ import annotations
@@ -55,13 +55,19 @@ TRAINING_EVENTS = (training.TrainingCreated, training.CheckpointCreated, trainin
 
 def _key(event: Any) -> str:
     match event:
-        case deploy.EndpointDeployed() | deploy.EndpointReconfigured() | deploy.EndpointRolledOut():
+        case (
+            deploy.EndpointDeployed()
+            | deploy.EndpointReconfigured()
+            | deploy.EndpointRolledOut()
+            | deploy.EndpointRemoved()
+        ):
             return f"endpoint:{event.endpoint_id}"
-        case deploy.EndpointRemoved():
-            return f"endpoint:{event.endpoint_id}"
-        case serving.ModelCreated() | serving.ModelUpdated() | serving.ModelVersionAdded():
-            return f"model:{event.model_id}"
-        case serving.ModelVersionDeleted():
+        case (
+            serving.ModelCreated()
+            | serving.ModelUpdated()
+            | serving.ModelVersionAdded()
+            | serving.ModelVersionDeleted()
+        ):
             return f"model:{event.model_id}"
         case serving.ServerRegistered() | serving.ServerUpdated() | serving.ServerDeleted():
             return f"server:{event.server_id}"
@@ -87,16 +93,16 @@ def _revision(event: Any, at: str) -> Doc:
 def evolve_endpoint(doc: Doc | None, env: Envelope) -> Doc | None:
     at, ev = stamp(env), env.data
     match ev:
-        case deploy.EndpointDeployed():
+        case deploy.EndpointDeployed():  # a name removed and deployed again keeps its stream
+            before = doc or {"created_at": at, "revisions": [], "rollouts": []}
             return {
+                **before,
                 "kind": "endpoint",
                 "id": ev.endpoint_id,
                 "space_id": ev.space_id,
                 "name": ev.name,
-                "created_at": at,
                 "removed_at": None,
-                "revisions": [_revision(ev, at)],
-                "rollouts": [],
+                "revisions": [*before["revisions"], _revision(ev, at)],
             }
         case _ if doc is None:
             return None
@@ -244,16 +250,22 @@ def endpoint_at(candidates: list[Doc], at: str) -> Doc | None:
 
 
 def revision_at(endpoint: Doc, at: str) -> tuple[Doc | None, Doc | None]:
-    """The revision in force at `at` and the rollout that put it there (None before the first):
-    the last rollout at or before `at`, else the last revision configured by then."""
+    """The revision in force at `at` and the last rollout by then (None before the first).
+
+    The data plane routes to what the last rollout put on the servers (its served name); the
+    revision in force is the last one configured by then that serves that name: a change that
+    keeps the model version (replicas, resources, a rollback to the same version) is in force
+    at once, one that changes it only once rolled out. Before any rollout, the last revision
+    configured by then."""
+    configured = [r for r in endpoint["revisions"] if r["at"] <= at]
     rollouts = endpoint["rollouts"]
     index = bisect_right([r["at"] for r in rollouts], at)
-    revisions = {r["revision_id"]: r for r in endpoint["revisions"]}
-    if index:
-        rollout = rollouts[index - 1]
-        return revisions.get(rollout["revision_id"]), rollout
-    configured = [r for r in endpoint["revisions"] if r["at"] <= at]
-    return (configured[-1] if configured else None), None
+    if not index:
+        return (configured[-1] if configured else None), None
+    rollout = rollouts[index - 1]
+    serving = [r for r in configured if r["spec"].get("served_name") == rollout["served_name"]]
+    rolled = next((r for r in configured if r["revision_id"] == rollout["revision_id"]), None)
+    return (serving[-1] if serving else rolled), rollout
 
 
 def explanation(log: dict[str, Any], endpoint: Doc | None, docs: dict[str, Doc]) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import client, ops, server, train
+from . import client, explain, ops, server, train
 
 app = typer.Typer(
     help="mlplane: an event-sourced control plane for the ML lifecycle.",
@@ -19,5 +19,6 @@ app.add_typer(ops.projections, name="projections")
 app.add_typer(ops.schemas, name="schemas")
 app.add_typer(ops.events, name="events")
 app.command()(ops.history)
+app.command()(explain.explain)
 app.add_typer(train.train, name="train")
 app.add_typer(train.bundle, name="bundle")
