@@ -6,6 +6,7 @@ test can hand an app any kernel or authenticator it likes.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Annotated, Any
 
@@ -69,9 +70,21 @@ async def get_context(
 SPACE_HEADER = "X-Space-ID"
 
 
+SPACE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
 def named_space(request: Request) -> str | None:
-    """The space a request names: the X-Space-ID header, else the `space_id` query parameter."""
-    return request.headers.get(SPACE_HEADER) or request.query_params.get("space_id")
+    """The space a request names: the X-Space-ID header, else the `space_id` query parameter.
+
+    A value no space id can have (other characters, over 128 of them) is a 422 naming where it
+    came from, rather than a space that merely does not exist."""
+    if named := request.headers.get(SPACE_HEADER):
+        where = SPACE_HEADER
+    else:
+        named, where = request.query_params.get("space_id"), "space_id"
+    if named and not SPACE_ID.fullmatch(named):
+        raise Invalid(f"{where} is not a space id", field=where)
+    return named or None
 
 
 def acting_space(principal: Principal, named: str | None, permission: str | None = None) -> str:

@@ -28,6 +28,8 @@ from .projections import Projection, strip
 from .redact import masked
 
 Doc = dict[str, Any]
+MAX_VERSION = 2**53
+"""No stream gets that far; past it a number is no longer exact in JSON."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,8 @@ async def as_of_params(
         Query(description="RFC 3339 time: the entity as it was then (404 if it did not exist)"),
     ] = None,
     version: Annotated[
-        int | None, Query(ge=1, description="The entity as of this version of its stream")
+        int | None,
+        Query(ge=1, le=MAX_VERSION, description="The entity as of this version of its stream"),
     ] = None,
 ) -> AsOf:
     return AsOf(as_of=as_of, version=version)
@@ -110,7 +113,8 @@ class HistoryPage(BaseModel):
 
 HistoryLimit = Annotated[int, Query(ge=1, le=100, description="Changes per page")]
 HistoryAfter = Annotated[
-    int, Query(ge=0, description="The last version already seen (0: from the first)")
+    int,
+    Query(ge=0, le=MAX_VERSION, description="The last version already seen (0: from the first)"),
 ]
 
 
