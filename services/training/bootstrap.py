@@ -14,11 +14,33 @@ from .settings import TrainingSettings
 
 
 def _routers():
-    from .api import checkpoints, trainings
+    from .api import bundles, checkpoints, trainings
     from .data_api import clusters, connectors, data_models
     from .train_api import train
 
-    return [train, trainings, checkpoints, data_models, connectors, clusters]
+    return [train, trainings, checkpoints, bundles, data_models, connectors, clusters]
+
+
+def _commands():
+    from .handlers import COMMAND_HANDLERS
+
+    return COMMAND_HANDLERS
+
+
+def _entities():
+    from mlplane.history import EntityKind
+
+    from . import api
+    from . import handlers as h
+    from . import projections as p
+
+    return [
+        EntityKind(api.TRAINING, h.TRAININGS, p.Trainings(), "/api/v1/trainings/{id}"),
+        EntityKind(api.BUNDLE, h.BUNDLES, p.Bundles(), "/api/v1/bundles/{id}"),
+        EntityKind(api.DATA_MODEL, h.DATA_MODELS, p.DataModels(), "/api/v1/data-models/{id}"),
+        EntityKind(api.CONNECTOR, h.CONNECTORS, p.Connectors(), "/api/v1/connectors/{id}"),
+        EntityKind(api.CLUSTER, h.CLUSTERS, p.Clusters(), "/api/v1/clusters"),
+    ]
 
 
 def _projections():
@@ -33,18 +55,18 @@ def _body_limits(settings) -> list[tuple[str, int]]:
 
 
 async def _wire(kernel: Kernel) -> None:
-    from .views import SETTINGS, STORE
+    from .services import SETTINGS, STORE
 
     store = adapters.artifact_store(kernel.settings.artifacts)
     kernel.extensions[STORE], kernel.extensions[SETTINGS] = store, TrainingSettings()
 
 
 async def _on_start(kernel: Kernel) -> None:
+    from .adapters.kube import KubernetesRuntime
+    from .adapters.runtime import LocalRuntime
     from .handlers import CLUSTERS
-    from .kube import KubernetesRuntime
     from .refresh import StatusRefresher
-    from .runtime import LocalRuntime
-    from .views import SETTINGS, STORE
+    from .services import SETTINGS, STORE
     from .workers import TrainingWorker
 
     store, settings = kernel.extensions[STORE], kernel.extensions[SETTINGS]
@@ -82,4 +104,6 @@ SERVICE = Service(
     wire=_wire,
     on_start=_on_start,
     body_limits=_body_limits,
+    commands=_commands,
+    entities=_entities,
 )

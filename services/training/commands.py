@@ -5,11 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
-
-class Command(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from mlplane.commands import Command
 
 
 class RecordBundle(Command):

@@ -18,19 +18,23 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 from mlplane import aggregates
 from mlplane.auth import Principal
-from mlplane.deps import ContextDep, KernelDep, PrincipalDep, permitted
+from mlplane.deps import ContextDep, KernelDep, PrincipalDep, in_space, permitted
+from mlplane.errors import Invalid
 from mlplane.events import new_id
+from mlplane.history import AsOfParams, HistoryAfter, HistoryLimit, HistoryPage
 from mlplane.http import PROBLEM_RESPONSES, ListPage, PageParams, list_page
 
 from . import commands as c
-from . import models as m
-from .connectors import file_dicts, open_source, probe, scan
-from .handlers import CLUSTERS, CONNECTORS, DATA_MODELS
+from . import schemas as m
+from .adapters.sources import open_source, probe
+from .api import CLUSTER, CONNECTOR, DATA_MODEL, doc_at, history, not_found, scoped, space_of
+from .connectors import file_dicts, scan
+from .handlers import CONNECTORS
 from .projections import CLUSTERS as CLUSTER_DOCS
 from .projections import CONNECTORS as CONNECTOR_DOCS
 from .projections import DATA_MODELS as DATA_MODEL_DOCS
 from .refresh import refresh_cluster
-from .views import not_found, service, space_of, write
+from .services import training_service
 
 data_models = APIRouter(
     prefix="/api/v1/data-models", tags=["data-models"], responses=PROBLEM_RESPONSES
@@ -39,13 +43,6 @@ connectors = APIRouter(
     prefix="/api/v1/connectors", tags=["connectors"], responses=PROBLEM_RESPONSES
 )
 clusters = APIRouter(prefix="/api/v1/clusters", tags=["clusters"], responses=PROBLEM_RESPONSES)
-
-
-async def scoped(kernel, collection: str, kind: str, entity_id: str, space: str) -> dict:
-    doc = await kernel.docs.get(collection, entity_id)
-    if doc is None or doc["space_id"] != space:
-        raise not_found(kind, entity_id)
-    return doc
 
 
 # ---------------------------------------------------------------- data models
@@ -71,19 +68,35 @@ async def create_data_model(
 ) -> m.DataModelPublic:
     """Create a data model."""
     command = c.CreateDataModel(data_model_id=new_id(), space_id=space, **body.model_dump())
-    state = await write(kernel, DATA_MODELS, command.data_model_id, command, ctx, space)
-    return m.DataModelPublic.model_validate(state.to_doc())
+    outcome = await kernel.execute(command, in_space(ctx, space))
+    return m.DataModelPublic.model_validate(outcome.state.to_doc())
 
 
 @data_models.get("/{id}")
 async def get_data_model(
-    id: str, request: Request, kernel: KernelDep, principal: PrincipalDep
+    id: str, request: Request, kernel: KernelDep, principal: PrincipalDep, at: AsOfParams
 ) -> m.DataModelPublic:
-    """Get a data model by id."""
+    """Get a data model by id, as it is or as it was (`as_of`, `version`)."""
     space = space_of(request, principal, "data-models:get")
+    if not at.now:
+        return m.DataModelPublic.model_validate(await doc_at(kernel, DATA_MODEL, id, space, at))
     return m.DataModelPublic.model_validate(
         await scoped(kernel, DATA_MODEL_DOCS, "data model", id, space)
     )
+
+
+@data_models.get("/{id}/history")
+async def data_model_history(
+    id: str,
+    request: Request,
+    kernel: KernelDep,
+    principal: PrincipalDep,
+    limit: HistoryLimit = 20,
+    after: HistoryAfter = 0,
+) -> HistoryPage:
+    """A data model's changes, oldest first: version, time, actor, event, fields changed."""
+    space = space_of(request, principal, "data-models:get")
+    return await history(kernel, DATA_MODEL, id, space, limit, after)
 
 
 @data_models.patch("/{id}")
@@ -98,15 +111,9 @@ async def update_data_model(
     """Rename a data model or change its description."""
     space = space_of(request, principal, "data-models:update")
     await scoped(kernel, DATA_MODEL_DOCS, "data model", id, space)
-    state = await write(
-        kernel,
-        DATA_MODELS,
-        id,
-        c.UpdateDataModel(data_model_id=id, **body.model_dump()),
-        ctx,
-        space,
-    )
-    return m.DataModelPublic.model_validate(state.to_doc())
+    command = c.UpdateDataModel(data_model_id=id, **body.model_dump())
+    outcome = await kernel.execute(command, in_space(ctx, space))
+    return m.DataModelPublic.model_validate(outcome.state.to_doc())
 
 
 @data_models.delete("/{id}")
@@ -116,7 +123,7 @@ async def delete_data_model(
     """Delete a data model."""
     space = space_of(request, principal, "data-models:delete")
     await scoped(kernel, DATA_MODEL_DOCS, "data model", id, space)
-    await write(kernel, DATA_MODELS, id, c.DeleteDataModel(data_model_id=id), ctx, space)
+    await kernel.execute(c.DeleteDataModel(data_model_id=id), in_space(ctx, space))
     return m.Ref(id=id)
 
 
@@ -158,7 +165,7 @@ async def create_connector(
         await egress.check_destination(
             config["endpoint_url"], "s3.endpoint_url", "the connector's S3 endpoint"
         )
-    training = service(kernel)
+    training = training_service(kernel)
     source = open_source(
         body.type,
         config,
@@ -175,7 +182,7 @@ async def create_connector(
         credentials=credentials,
         status=await probe(source),
     )
-    await write(kernel, CONNECTORS, command.connector_id, command, ctx, space)
+    await kernel.execute(command, in_space(ctx, space))
     return public_connector(
         await scoped(kernel, CONNECTOR_DOCS, "connector", command.connector_id, space)
     )
@@ -183,8 +190,6 @@ async def create_connector(
 
 def split_config(body: m.ConnectorCreate) -> tuple[dict, dict | None]:
     """Where the files are (kept in clear) and the credentials (encrypted, write-only)."""
-    from mlplane.errors import Invalid
-
     if body.type == "aws-s3":
         if body.s3 is None:
             raise Invalid("an aws-s3 connector needs an 's3' config", field="s3")
@@ -197,7 +202,7 @@ def split_config(body: m.ConnectorCreate) -> tuple[dict, dict | None]:
 async def connector_source(kernel, space: str, connector_id: str):
     await scoped(kernel, CONNECTOR_DOCS, "connector", connector_id, space)
     state, _ = await aggregates.load(kernel.log, CONNECTORS, connector_id)
-    training = service(kernel)
+    training = training_service(kernel)
     return open_source(
         state.type,
         state.config,
@@ -209,11 +214,27 @@ async def connector_source(kernel, space: str, connector_id: str):
 
 @connectors.get("/{id}")
 async def get_connector(
-    id: str, request: Request, kernel: KernelDep, principal: PrincipalDep
+    id: str, request: Request, kernel: KernelDep, principal: PrincipalDep, at: AsOfParams
 ) -> m.ConnectorPublic:
-    """Get a connector by id."""
+    """Get a connector by id, as it is or as it was (`as_of`, `version`)."""
     space = space_of(request, principal, "data-models:get")
+    if not at.now:
+        return public_connector(await doc_at(kernel, CONNECTOR, id, space, at))
     return public_connector(await scoped(kernel, CONNECTOR_DOCS, "connector", id, space))
+
+
+@connectors.get("/{id}/history")
+async def connector_history(
+    id: str,
+    request: Request,
+    kernel: KernelDep,
+    principal: PrincipalDep,
+    limit: HistoryLimit = 20,
+    after: HistoryAfter = 0,
+) -> HistoryPage:
+    """A connector's changes, oldest first (its credentials never appear, masked or not)."""
+    space = space_of(request, principal, "data-models:get")
+    return await history(kernel, CONNECTOR, id, space, limit, after)
 
 
 @connectors.delete("/{id}")
@@ -223,7 +244,7 @@ async def delete_connector(
     """Delete a connector; its credentials' key is destroyed."""
     space = space_of(request, principal, "data-models:delete")
     await scoped(kernel, CONNECTOR_DOCS, "connector", id, space)
-    await write(kernel, CONNECTORS, id, c.DeleteConnector(connector_id=id), ctx, space)
+    await kernel.execute(c.DeleteConnector(connector_id=id), in_space(ctx, space))
     await kernel.log.forget(id)
     return m.Ref(id=id)
 
@@ -256,7 +277,7 @@ async def scan_connector(
     space = space_of(request, principal, "data-models:update")
     source = await connector_source(kernel, space, id)
     files = await scan(source, body.files)
-    await write(kernel, CONNECTORS, id, c.RecordScan(connector_id=id, files=files), ctx, space)
+    await kernel.execute(c.RecordScan(connector_id=id, files=files), in_space(ctx, space))
     return m.ScanPublic(id=id, files=files)
 
 
@@ -285,18 +306,23 @@ async def check_manager_url(kernel, url: str | None) -> None:
 
 async def probed(kernel, space: str) -> m.ClusterPublic:
     """Probe the cluster just written and answer it, with the status that probe recorded."""
-    await refresh_cluster(kernel, space)
-    await kernel.catch_up(CLUSTER_DOCS)
+    await refresh_cluster(kernel, space)  # a change it records is caught up by its execute
     return m.ClusterPublic.model_validate(await cluster_doc(kernel, space))
 
 
 @clusters.get("")
 async def get_cluster(
-    request: Request, kernel: KernelDep, principal: PrincipalDep
+    request: Request, kernel: KernelDep, principal: PrincipalDep, at: AsOfParams
 ) -> m.ClusterStatus:
-    """The space's cluster, with its nodes and resources as its last probe found them."""
+    """The space's cluster, with its nodes and resources as its last probe found them (or as
+    it was: `as_of`, `version`)."""
     space = space_of(request, principal)
-    doc = {"status": "unknown", "nodes": [], "resources": {}, **await cluster_doc(kernel, space)}
+    found = (
+        await cluster_doc(kernel, space)
+        if at.now
+        else await doc_at(kernel, CLUSTER, space, space, at)
+    )
+    doc = {"status": "unknown", "nodes": [], "resources": {}, **found}
     return m.ClusterStatus.model_validate(
         {
             **doc,
@@ -304,6 +330,19 @@ async def get_cluster(
             "ingress": {"url": doc["ingress_url"]},
         }
     )
+
+
+@clusters.get("/history")
+async def cluster_history(
+    request: Request,
+    kernel: KernelDep,
+    principal: PrincipalDep,
+    limit: HistoryLimit = 20,
+    after: HistoryAfter = 0,
+) -> HistoryPage:
+    """The space's cluster's changes, oldest first (its token never appears, masked or not)."""
+    space = space_of(request, principal)
+    return await history(kernel, CLUSTER, space, space, limit, after)
 
 
 @clusters.post("", status_code=status.HTTP_201_CREATED)
@@ -318,7 +357,7 @@ async def create_cluster(
     insecure_http_by_admin(principal, body.allow_insecure_http)
     await check_manager_url(kernel, body.manager_url)
     command = c.RegisterCluster(space_id=space, cluster_id=new_id(), **body.model_dump())
-    await write(kernel, CLUSTERS, space, command, ctx, space)
+    await kernel.execute(command, in_space(ctx, space))
     return await probed(kernel, space)
 
 
@@ -339,7 +378,7 @@ async def update_cluster(
     changes = body.model_dump()
     if body.manager_url is not None and not principal.admin:
         changes["allow_insecure_http"] = False
-    await write(kernel, CLUSTERS, space, c.UpdateCluster(space_id=space, **changes), ctx, space)
+    await kernel.execute(c.UpdateCluster(space_id=space, **changes), in_space(ctx, space))
     return await probed(kernel, space)
 
 
@@ -351,6 +390,6 @@ async def delete_cluster(
     space = space_of(request, principal)
     principal.require(space, owner=True)
     doc = await cluster_doc(kernel, space)
-    await write(kernel, CLUSTERS, space, c.DeleteCluster(space_id=space), ctx, space)
+    await kernel.execute(c.DeleteCluster(space_id=space), in_space(ctx, space))
     await kernel.log.forget(doc["id"])
     return m.Ref(id=doc["id"])

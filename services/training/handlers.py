@@ -8,10 +8,10 @@ ended (killed while its process was exiting, say) decides nothing instead of fai
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from mlplane.aggregates import Aggregate, State, stamp
+from mlplane.commands import Handler, decider
 from mlplane.egress import InsecureTransport, require_tls_for_secret
 from mlplane.errors import Conflict, Invalid, MlplaneError, NotFound
 from mlplane.events import Envelope, Event
@@ -522,30 +522,29 @@ DATA_MODELS = Aggregate("datamodel", DataModelState(), evolve_data_model)
 CONNECTORS = Aggregate("connector", ConnectorState(), evolve_connector)
 CLUSTERS = Aggregate("cluster", ClusterState(), evolve_cluster)
 
-HANDLERS: dict[type[c.Command], Callable[[Any, Any], list[Event]]] = {
-    c.RecordBundle: record_bundle,
-    c.CreateTraining: create_training,
-    c.UpdateTraining: update_training,
-    c.ClaimTraining: claim_training,
-    c.StartTraining: start_training,
-    c.RecordCheckpoint: record_checkpoint,
-    c.FinishTraining: finish_training,
-    c.FailTraining: fail_training,
-    c.KillTraining: kill_training,
-    c.DeleteTraining: delete_training,
-    c.CreateDataModel: create_data_model,
-    c.UpdateDataModel: update_data_model,
-    c.DeleteDataModel: delete_data_model,
-    c.CreateConnector: create_connector,
-    c.RecordConnectorStatus: record_connector_status,
-    c.RecordScan: record_scan,
-    c.DeleteConnector: delete_connector,
-    c.RegisterCluster: register_cluster,
-    c.UpdateCluster: update_cluster,
-    c.RecordClusterStatus: record_cluster_status,
-    c.DeleteCluster: delete_cluster,
+COMMAND_HANDLERS = {
+    c.RecordBundle: Handler(BUNDLES, record_bundle, "bundle_id"),
+    c.CreateTraining: Handler(TRAININGS, create_training, "training_id"),
+    c.UpdateTraining: Handler(TRAININGS, update_training, "training_id"),
+    c.ClaimTraining: Handler(TRAININGS, claim_training, "training_id"),
+    c.StartTraining: Handler(TRAININGS, start_training, "training_id"),
+    c.RecordCheckpoint: Handler(TRAININGS, record_checkpoint, "training_id"),
+    c.FinishTraining: Handler(TRAININGS, finish_training, "training_id"),
+    c.FailTraining: Handler(TRAININGS, fail_training, "training_id"),
+    c.KillTraining: Handler(TRAININGS, kill_training, "training_id"),
+    c.DeleteTraining: Handler(TRAININGS, delete_training, "training_id"),
+    c.CreateDataModel: Handler(DATA_MODELS, create_data_model, "data_model_id"),
+    c.UpdateDataModel: Handler(DATA_MODELS, update_data_model, "data_model_id"),
+    c.DeleteDataModel: Handler(DATA_MODELS, delete_data_model, "data_model_id"),
+    c.CreateConnector: Handler(CONNECTORS, create_connector, "connector_id"),
+    c.RecordConnectorStatus: Handler(CONNECTORS, record_connector_status, "connector_id"),
+    c.RecordScan: Handler(CONNECTORS, record_scan, "connector_id"),
+    c.DeleteConnector: Handler(CONNECTORS, delete_connector, "connector_id"),
+    c.RegisterCluster: Handler(CLUSTERS, register_cluster, "space_id"),
+    c.UpdateCluster: Handler(CLUSTERS, update_cluster, "space_id"),
+    c.RecordClusterStatus: Handler(CLUSTERS, record_cluster_status, "space_id"),
+    c.DeleteCluster: Handler(CLUSTERS, delete_cluster, "space_id"),
 }
 
-
-def decide(state: Any, command: c.Command) -> list[Event]:
-    return HANDLERS[type(command)](state, command)
+decide = decider(COMMAND_HANDLERS)
+"""The events a command causes on a state already held: for tests and callers that hold one."""

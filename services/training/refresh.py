@@ -15,14 +15,15 @@ import contextlib
 import logging
 
 from mlplane import aggregates
+from mlplane.commands import Command
 from mlplane.errors import ConcurrencyError
 from mlplane.eventlog import Context
 from mlplane.kernel import Kernel
 
 from . import commands as c
-from .connectors import open_source, probe
-from .handlers import CLUSTERS, CONNECTORS, ClusterState, ConnectorState, decide
-from .kube import cluster_status
+from .adapters.kube import cluster_status
+from .adapters.sources import open_source, probe
+from .handlers import CLUSTERS, CONNECTORS, ClusterState, ConnectorState
 from .projections import CLUSTERS as CLUSTER_DOCS
 from .projections import CONNECTORS as CONNECTOR_DOCS
 from .settings import TrainingSettings
@@ -53,7 +54,7 @@ async def refresh_connector(kernel: Kernel, settings: TrainingSettings, connecto
         return
     status = await connector_status(kernel, settings, state)
     command = c.RecordConnectorStatus(connector_id=connector_id, status=status)
-    await record(kernel, CONNECTORS, connector_id, command, state.space_id)
+    await record(kernel, command, state.space_id)
 
 
 async def refresh_cluster(kernel: Kernel, space_id: str) -> None:
@@ -64,13 +65,13 @@ async def refresh_cluster(kernel: Kernel, space_id: str) -> None:
         return
     found = await cluster_status(state, kernel.settings.egress)
     command = c.RecordClusterStatus(space_id=space_id, **found)
-    await record(kernel, CLUSTERS, space_id, command, space_id)
+    await record(kernel, command, space_id)
 
 
-async def record(kernel: Kernel, aggregate, entity_id: str, command, space_id: str) -> None:
+async def record(kernel: Kernel, command: Command, space_id: str) -> None:
     ctx = Context(space=space_id, actor=CTX.actor, source=CTX.source)
     with contextlib.suppress(ConcurrencyError):  # a concurrent write wins; the next probe runs
-        await aggregates.execute(kernel.log, aggregate, entity_id, decide, command, ctx)
+        await kernel.execute(command, ctx)
 
 
 class StatusRefresher:
@@ -109,7 +110,6 @@ class StatusRefresher:
             *(one(refresh_connector(self.kernel, self.settings, cid)) for cid in connectors),
             *(one(refresh_cluster(self.kernel, space)) for space in clusters),
         )
-        await self.kernel.catch_up(CONNECTOR_DOCS, CLUSTER_DOCS)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -22,13 +22,15 @@ from mlplane.http import PROBLEM, PROBLEM_RESPONSES, ListPage, PageParams, list_
 from mlplane.names import NameOrEmpty
 from starlette.background import BackgroundTask
 
-from . import models as m
+from . import commands as c
+from . import schemas as m
+from .adapters.logs import follow, read_lines
+from .api import public_training, training_doc
 from .bundles import EMPTY, code_key, data_key, ingest, tar_bytes
 from .handlers import ACTIVE, BUILDING, QUEUED, RUNNING
-from .logs import follow, read_lines
 from .projections import CHECKPOINTS, PROVENANCE, TRAININGS
+from .services import stop_training, train_bundle, training_service
 from .unpack import BundleTooLarge, NotAnArchive
-from .views import create_training, kill, public_training, record_bundle, service, training_doc
 
 train = APIRouter(
     prefix="/train",
@@ -72,12 +74,12 @@ async def list_jobs(
 async def inspect(workspace: str, kernel: KernelDep, principal: PrincipalDep) -> m.Inspect:
     """Inspect the training pipeline: queued jobs, building and running jobs, resources."""
     principal.require(workspace, "trainings:list")
-    training = service(kernel)
+    training = training_service(kernel)
     page = await kernel.docs.query(
         TRAININGS, {"space_id": workspace, "status": list(ACTIVE)}, sort="created_at", limit=100
     )
     jobs = [await public_training(kernel, d) for d in page.data]
-    resources = training.worker.inspect() if training.worker else {}
+    resources = training.runner.inspect() if training.runner else {}
     return m.Inspect(
         space_id=workspace,
         queue=[j for j in jobs if j.status == QUEUED],
@@ -100,33 +102,20 @@ async def create_job(
 ) -> m.TrainingPublic:
     """Create a training job from a source bundle (tar.gz or zip, raw body or form field `data`)."""
     principal.require(workspace, "trainings:create")
-    training = service(kernel)
+    training = training_service(kernel)
     with tempfile.TemporaryDirectory(prefix="mlplane-upload-") as tmp:
         archive = await receive_archive(
             request, Path(tmp) / "bundle", training.settings.max_bundle_bytes
         )
         ingested = await ingest(archive, training.store, training.settings.limits)
-    bundle_id = await record_bundle(training, ctx, workspace, ingested)
-    manifest = ingested.manifest
-    training_id = await create_training(
+    training_id = await train_bundle(
         training,
         ctx,
         workspace,
-        name=name or manifest.name or "bundle",
-        source="bundle",
+        ingested,
+        name=name,
         runtime=runtime,
-        gpu_count=manifest.resources.gpu,
-        resources=manifest.resources.model_dump(),
         owner=user or principal.user_id,
-        bundle_id=bundle_id,
-        code_hash=ingested.code_hash,
-        data_hash=ingested.data_hash,
-        parameters_hash=ingested.parameters_hash,
-        bundle_hash=ingested.bundle_hash,
-        entrypoint=manifest.entrypoint,
-        args=manifest.args,
-        parameters=manifest.parameters,
-        requirements=manifest.requirements,
     )
     response.headers["Location"] = f"/train/{workspace}/{training_id}"
     return await public_training(kernel, await training_doc(kernel, workspace, training_id))
@@ -238,7 +227,7 @@ async def get_bundle(
     """Download the job's source bundle: its code, its data and its trained models, as asked."""
     principal.require(workspace, "trainings:get")
     doc = await training_doc(kernel, workspace, job_id)
-    training = service(kernel)
+    training = training_service(kernel)
     tmp = tempfile.mkdtemp(prefix="mlplane-download-")
     out = Path(tmp) / f"{job_id}.tar.gz"
     with tarfile.open(out, "w:gz") as tar:
@@ -372,5 +361,7 @@ async def kill_job(
 ) -> m.Killed:
     """Kill a building or running training job."""
     principal.require(workspace, "trainings:delete")
-    await kill(service(kernel), ctx, workspace, job_id, reason=f"killed by {principal.user_id}")
+    await training_doc(kernel, workspace, job_id)
+    command = c.KillTraining(training_id=job_id, reason=f"killed by {principal.user_id}")
+    await stop_training(training_service(kernel), command, ctx, workspace)
     return m.Killed(id=job_id, status="killed", message=f"Job killed, id: {job_id}")

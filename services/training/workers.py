@@ -1,11 +1,14 @@
 """The training runner: the process manager that turns queued trainings into running jobs.
 
-It reacts to TrainingCreated (run it) and TrainingKilled (stop it) from the bus, and at start-up
-reconciles with the log: queued trainings are picked up again, and a training this runner held
-as building or running when the platform went down is recorded as failed (interrupted), since
-its process died with the platform; Kubernetes jobs keep running in their cluster, so those are
-watched again instead. Every step of a job is a decision on the training's stream, so two
-runners racing for one training cannot both run it.
+What it does is decided by two pure functions, unit tested without servers
+(`tests/unit/test_training_workers.py`): `policy(event, state)` says what a training event
+asks of the runner (TrainingCreated: run the job; TrainingKilled or TrainingDeleted: stop it),
+and `on_restart(state, runner)` what a training found active at start-up asks: a queued one is
+run, one this runner held as building or running when the platform went down is recorded as
+failed (interrupted), since its process died with the platform, except on Kubernetes, where
+jobs keep running in their cluster and are watched again instead. `TrainingWorker` does the
+I/O around them. Every step of a job is a command on the training's stream (`kernel.execute`),
+so two runners racing for one training cannot both run it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import platform
 import shutil
 import signal
 import sys
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -26,26 +30,95 @@ from typing import Any
 from mlplane import aggregates
 from mlplane.artifacts import ArtifactStore
 from mlplane.bus import topic_name
+from mlplane.commands import Command
 from mlplane.eventlog import Context
-from mlplane.events import StoredEvent, new_id
+from mlplane.events import Event, StoredEvent, new_id
 from mlplane.kernel import Kernel
 from mlplane.settings import Settings
 
 from . import commands as c
 from . import events as e
+from .adapters.logs import LogWriter
+from .adapters.outputs import collect, model_name, read_metrics
+from .adapters.runtime import Exit, JobHooks, JobSpec, LocalRuntime, Runtime, supervise
+from .adapters.sources import open_source
 from .bundles import fetch_parts
-from .connectors import folder_name, open_source
-from .handlers import ACTIVE, CONNECTORS, QUEUED, TRAININGS, TrainingState, decide
-from .logs import LogWriter
-from .outputs import collect, read_metrics
+from .connectors import folder_name
+from .handlers import ACTIVE, CONNECTORS, QUEUED, TRAININGS, TrainingState
 from .projections import TRAININGS as TRAINING_DOCS
-from .runtime import Exit, JobHooks, JobSpec, LocalRuntime, Runtime, supervise
+from .services import WORKER
 from .settings import TrainingSettings
 
 log = logging.getLogger("mlplane.training")
 
 PACKAGES = ("numpy", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "joblib")
-WORKER = "training.worker"
+KUBERNETES = "kubernetes://"
+
+# ---------------------------------------------------------------- policy
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """Build and run the training's job here (`resume`: watch again a job already started)."""
+
+    training_id: str
+    resume: bool = False
+
+
+@dataclass(frozen=True)
+class StopJob:
+    """Stop the training's job if it runs here."""
+
+    training_id: str
+
+
+@dataclass(frozen=True)
+class EndLeftover:
+    """End a job process that outlived its supervisor (its working folder names it)."""
+
+    training_id: str
+    pid: int
+
+
+Order = RunJob | StopJob | EndLeftover | Command
+"""What the policy asks: a job to start or stop here, or a command on the training."""
+
+WATCHED = {cls.type_name: cls for cls in (e.TrainingCreated, e.TrainingKilled, e.TrainingDeleted)}
+
+
+def policy(event: Event, state: TrainingState) -> list[Order]:
+    """What a training event asks of a runner, given the training's state now."""
+    match event:
+        case e.TrainingCreated() if state.live and state.status == QUEUED:
+            return [RunJob(event.training_id)]
+        case e.TrainingKilled() | e.TrainingDeleted():
+            return [StopJob(event.training_id)]
+    return []
+
+
+def on_restart(state: TrainingState, runner: str) -> list[Order]:
+    """What a training found active when `runner` starts asks of it."""
+    if state.status == QUEUED:
+        return [RunJob(state.id)]
+    if state.runner != runner:
+        return []  # another runner's
+    if state.runtime == KUBERNETES:
+        return [RunJob(state.id, resume=True)]
+    reason = f"interrupted: the platform restarted while the training was {state.status}"
+    leftover = [EndLeftover(state.id, state.pid)] if state.pid else []
+    return [*leftover, c.FailTraining(training_id=state.id, reason=reason, runner=runner)]
+
+
+def on_exit(state: TrainingState, exit_: Exit) -> list[Command]:
+    """What the end of a job asks, unless it succeeded (then its outputs become checkpoints):
+    nothing when it was stopped on request (its kill is recorded already), else its failure."""
+    if exit_.reason == "stopped" or (exit_.code == 0 and not exit_.reason):
+        return []
+    reason = exit_.reason or f"the job exited with code {exit_.code}"
+    return [c.FailTraining(training_id=state.id, reason=reason, exit_code=exit_.code)]
+
+
+# ---------------------------------------------------------------- the I/O around it
 
 
 def environment(runtime: str, job: JobSpec) -> dict[str, Any]:
@@ -154,10 +227,23 @@ class TrainingWorker:
                 )
 
     async def on_event(self, stored: StoredEvent) -> None:
-        if stored.type == e.TrainingCreated.type_name:
-            self.submit(stored.data["training_id"])
-        elif stored.type in (e.TrainingKilled.type_name, e.TrainingDeleted.type_name):
-            await self.halt(stored.data["training_id"])
+        model = WATCHED.get(stored.type)
+        if model is None:
+            return
+        event = stored.validate(model)
+        await self.obey(policy(event, await self.current(event.training_id)))
+
+    async def obey(self, orders: list[Order]) -> None:
+        for order in orders:
+            match order:
+                case RunJob(training_id=tid, resume=resume):
+                    self.submit(tid, resume=resume)
+                case StopJob(training_id=tid):
+                    await self.halt(tid)
+                case EndLeftover(training_id=tid, pid=pid):
+                    self.kill_leftover(tid, pid)
+                case Command():
+                    await self.execute(order.training_id, order)
 
     async def reconcile(self) -> None:
         """Pick up queued trainings; settle those this runner held when it went down."""
@@ -168,32 +254,16 @@ class TrainingWorker:
                 TRAINING_DOCS, {"status": list(ACTIVE)}, limit=100, after=after
             )
             for doc in page.data:
-                await self._settle(doc)
+                await self.obey(on_restart(TrainingState.model_validate(doc), self.runner))
             if not page.has_more:
                 return
             after = page.next_cursor
 
-    async def _settle(self, doc: dict[str, Any]) -> None:
-        tid, status = doc["id"], doc["status"]
-        if status == QUEUED:
-            self.submit(tid)
-        elif doc.get("runner") == self.runner and doc.get("runtime") == "kubernetes://":
-            self.submit(tid, resume=True)
-        elif doc.get("runner") == self.runner:
-            self.kill_leftover(doc)
-            reason = f"interrupted: the platform restarted while the training was {status}"
-            await self.execute(
-                tid, c.FailTraining(training_id=tid, reason=reason, runner=self.runner)
-            )
-
-    def kill_leftover(self, doc: dict[str, Any]) -> None:
+    def kill_leftover(self, training_id: str, pid: int) -> None:
         """A job process that somehow survived its supervisor is ended (its cwd names it)."""
-        pid = doc.get("pid")
-        if not pid:
-            return
         with contextlib.suppress(OSError):
             if Path(os.readlink(f"/proc/{pid}/cwd")).resolve() == (
-                self.jobs_dir / doc["id"] / "src"
+                self.jobs_dir / training_id / "src"
             ):
                 os.killpg(pid, signal.SIGKILL)
 
@@ -291,13 +361,11 @@ class TrainingWorker:
     ) -> None:
         if exit_.reason == "stopped":
             return
-        if exit_.code != 0 or exit_.reason:
-            reason = exit_.reason or f"the job exited with code {exit_.code}"
-            await logs.line("runner", f"failed: {reason}")
+        failed = on_exit(state, exit_)
+        if failed:
+            await logs.line("runner", f"failed: {failed[0].reason}")
             await logs.flush()
-            await self.execute(
-                state.id, c.FailTraining(training_id=state.id, reason=reason, exit_code=exit_.code)
-            )
+            await self.obey(failed)
             return
         output = await runtime.outputs(job, self.store)
         metrics = logs.metrics or read_metrics(output / "metrics.json")
@@ -390,7 +458,7 @@ class TrainingWorker:
             cpu=float(resources.get("cpu", 1.0)),
             memory_mb=int(resources.get("memory_mb", self.training.memory_mb)),
             gpu=state.gpu_count,
-            image=self.training.image if state.runtime == "kubernetes://" else "",
+            image=self.training.image if state.runtime == KUBERNETES else "",
         )
 
     async def fetch_data(self, state: TrainingState, dest: Path, logs: LogWriter) -> None:
@@ -447,18 +515,16 @@ class TrainingWorker:
     async def current(self, training_id: str) -> TrainingState:
         return (await aggregates.load(self.kernel.log, TRAININGS, training_id))[0]
 
-    async def decide(self, state: TrainingState, command: c.Command) -> list:
-        outcome = await aggregates.execute(
-            self.kernel.log, TRAININGS, state.id, decide, command, self.context(state)
-        )
-        return outcome.events
+    async def decide(self, state: TrainingState, command: Command) -> list:
+        """Execute `command` on the training held as `state`; the events it caused."""
+        return (await self.kernel.execute(command, self.context(state))).events
 
-    async def execute(self, training_id: str, command: c.Command) -> list:
+    async def execute(self, training_id: str, command: Command) -> list:
         state = await self.current(training_id)
         return await self.decide(state, command) if state.id else []
 
     async def spec(self, training_id: str) -> dict[str, Any]:
-        """What a Kubernetes pod needs to run a training (see services.training.pod)."""
+        """What a Kubernetes pod needs to run a training (see `adapters.pod`)."""
         state = await self.current(training_id)
         return {
             "source": state.source,
@@ -481,6 +547,4 @@ class TrainingWorker:
 
 
 def model_slug(name: str) -> str:
-    from .outputs import model_name
-
     return model_name(name.lower().replace(" ", "-"))

@@ -15,8 +15,8 @@ from kubefake import FakeApiServer, FakeCluster
 from kubernetes import client
 from launcher import Platform, new_space
 
-from services.training.kube import build_job, job_name
-from services.training.runtime import JobSpec
+from services.training.adapters.kube import build_job, job_name
+from services.training.adapters.runtime import JobSpec
 
 TOKEN = "k8s-bearer-token-not-for-logs"
 

@@ -13,7 +13,7 @@ import pytest
 from sklearn.model_selection import train_test_split
 
 from services.training import builtin
-from services.training.outputs import collect
+from services.training.adapters.outputs import collect
 
 CASES = [
     ("linear", "iris", "accuracy", 0.9),

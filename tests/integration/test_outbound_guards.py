@@ -25,7 +25,7 @@ from mlplane.settings import Settings
 from s3server import ACCESS, SECRET
 
 from services.gateway.bootstrap import create_app
-from services.training.views import SETTINGS
+from services.training.services import SETTINGS
 
 LOOPBACK = "127.0.0.1/32"
 BANNER = "internal-admin-console-v7"

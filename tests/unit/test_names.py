@@ -6,9 +6,9 @@ import pytest
 from mlplane.names import Name, NameOrEmpty
 from pydantic import BaseModel, ValidationError
 
-from services.gateway import models as gateway
-from services.logs import models as logs
-from services.training import models as training
+from services.gateway import schemas as gateway
+from services.logs import schemas as logs
+from services.training import schemas as training
 from services.triton_manager import api as serving
 
 

@@ -13,9 +13,9 @@ from test_training_handlers import envelopes
 
 from services.training import commands as c
 from services.training import events as e
-from services.training.connectors import S3Source
+from services.training.adapters.kube import failure
+from services.training.adapters.sources import S3Source
 from services.training.handlers import CLUSTERS, CONNECTORS, decide
-from services.training.kube import failure
 from services.training.projections import Clusters
 
 BANNER = "internal-admin-console-v7"

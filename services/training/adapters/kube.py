@@ -4,7 +4,7 @@ The Job is built from the kubernetes client's own model classes (V1Job, V1PodSpe
 through its BatchV1Api with the cluster's manager URL and token (decrypted only in memory, from
 the cluster's event stream). The runner then polls the Job: the pod running is TrainingStarted,
 its log lines become log events, and the Job's success or failure ends the training. The pod
-runs `python -m services.training.pod`, which fetches the bundle from the artifact store (an
+runs `python -m services.training.adapters.pod`, which fetches the bundle from the artifact store (an
 `s3://` store the cluster can reach), runs it, and uploads what it left under
 `trainings/<id>/output/`, from which the runner lays out checkpoints as for a local job.
 Kill deletes the Job (and its pods, by background propagation).
@@ -28,7 +28,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from mlplane.egress import Egress, InsecureTransport, blocked_cause, require_tls_for_secret
 
-from .connectors import BLOCKED, CREDENTIALS_REJECTED, READY, REFUSED, UNREACHABLE
+from ..connectors import BLOCKED, CREDENTIALS_REJECTED, READY, REFUSED, UNREACHABLE
 from .runtime import Exit, JobHooks, JobSpec, Runtime
 
 ClusterLookup = Callable[[str], Awaitable[Any]]
@@ -88,7 +88,7 @@ def build_job(
     container = client.V1Container(
         name="train",
         image=job.image,
-        command=["python", "-m", "services.training.pod"],
+        command=["python", "-m", "services.training.adapters.pod"],
         env=env,
         resources=client.V1ResourceRequirements(requests=quantities, limits=limits),
         security_context=client.V1SecurityContext(

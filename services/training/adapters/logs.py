@@ -19,8 +19,8 @@ from typing import Any
 from mlplane.eventlog import Context, EventLog
 from mlplane.eventstore.base import ANY
 
-from . import events as e
-from .handlers import FINISHED, TRAININGS
+from .. import events as e
+from ..handlers import FINISHED, TRAININGS
 
 MAX_BATCH = 200
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .bundles import sha256_file
+from ..bundles import sha256_file
 
 FORMATS = {".onnx": "onnx", ".joblib": "joblib"}
 ONNX_TYPES = {

@@ -96,6 +96,24 @@ class BundleRef(Output):
     entrypoint: str
 
 
+class BundlePublic(Output):
+    """An uploaded source bundle: its content hashes, manifest and size (its files stay in the
+    artifact store; `GET /train/{workspace}/{job_id}/bundle` downloads them)."""
+
+    id: str
+    space_id: str
+    code_hash: str
+    data_hash: str
+    parameters_hash: str
+    bundle_hash: str
+    archive_sha256: str
+    manifest: dict[str, Any]
+    files: int
+    unpacked_bytes: int
+    created_at: str
+    created_by: str
+
+
 class TrainingPublic(Output):
     id: str
     job_id: str

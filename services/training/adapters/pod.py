@@ -1,4 +1,4 @@
-"""What a Kubernetes training pod runs: `python -m services.training.pod`.
+"""What a Kubernetes training pod runs: `python -m services.training.adapters.pod`.
 
 It reads its training from MLPLANE_TRAINING_SPEC, lays the bundle out from the artifact store
 (MLPLANE_ARTIFACTS_URL; an s3:// store the cluster reaches, credentials from the pod's usual
@@ -18,8 +18,8 @@ from pathlib import Path
 
 from mlplane.artifacts import open_store
 
-from .bundles import fetch_parts
-from .unpack import Limits
+from ..bundles import fetch_parts
+from ..unpack import Limits
 
 
 def argv_of(spec: dict) -> list[str]:
