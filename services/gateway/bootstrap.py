@@ -29,7 +29,7 @@ AUTHENTICATOR = "gateway.authenticator"
 def _routers():
     from .admin_api import admin
     from .api import spaces
-    from .dataplane import dataplane
+    from .dataplane.api import dataplane
     from .users_api import users
 
     return [spaces, users, admin, dataplane]
@@ -42,18 +42,18 @@ def _projections():
 
 
 async def _wire(kernel: Kernel) -> None:
-    from . import dataplane
+    from .dataplane import plane
     from .settings import GatewaySettings
     from .throttle import THROTTLE, LoginThrottle
 
     kernel.extensions[THROTTLE] = LoginThrottle.from_settings(GatewaySettings())
     await ensure_admin(kernel, with_token=False)
-    await dataplane.start(kernel, kernel.extensions[AUTHENTICATOR])
+    await plane.start(kernel, kernel.extensions[AUTHENTICATOR])
 
 
 def _body_limits(settings: Settings) -> list[tuple[str, int]]:
     """Inference requests carry tensors: larger bodies than the other routes."""
-    from .dataplane import MAX_BODY_BYTES
+    from .dataplane.api import MAX_BODY_BYTES
 
     return [("/v2/", MAX_BODY_BYTES)]
 
@@ -164,8 +164,8 @@ def create_app(
     app.add_middleware(Metrics, metrics=metrics)
     app.add_middleware(RequestContext)
     if any(service.name == SERVICE.name for service in plan.api):
-        from .dataplane import MAX_BODY_BYTES
-        from .inference_path import InferencePath
+        from .dataplane.api import MAX_BODY_BYTES
+        from .dataplane.fast_path import InferencePath
 
         app.add_middleware(InferencePath, metrics=metrics, max_bytes=MAX_BODY_BYTES)
     return app

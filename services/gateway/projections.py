@@ -2,7 +2,8 @@
 
 Spaces and users reuse the aggregates' folds (`handlers.evolve_*`), so the list a client reads and
 the state a decision is taken on cannot drift apart. Memberships answer "which spaces may this
-caller see" with one query; tokens answer "who holds this token" by its hash.
+caller see" with one query; tokens answer "who holds this token" by its hash. The data plane's
+routing tables (`dataplane.projections`) are registered with these.
 """
 
 from __future__ import annotations
@@ -127,4 +128,6 @@ class Tokens(Projection):
 
 
 def projections() -> list[Projection]:
-    return [Spaces(), Users(), Memberships(), Tokens()]
+    from .dataplane.projections import projections as routing
+
+    return [Spaces(), Users(), Memberships(), Tokens(), *routing()]

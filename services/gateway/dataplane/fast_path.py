@@ -4,8 +4,8 @@ Inference is the one call made thousands of times a second, and each layer of Fa
 dependencies, three middlewares) costs it more than the proxying itself. This ASGI layer answers
 those two paths directly and does what the stack would have done for them: the request ids, the
 body limit, a 500 problem for anything unexpected, and the request metrics. Everything else (the
-other `/v2` routes included) goes on to the app. The routes stay declared in `dataplane` for
-the OpenAPI document.
+other `/v2` routes included) goes on to the app. The routes stay declared in `api` for the
+OpenAPI document.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from mlplane.middleware import HttpMetrics, given_id, header_value, send_problem
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .dataplane import infer_call
+from .api import infer_call
 
 log = logging.getLogger("mlplane.dataplane")
 
