@@ -293,7 +293,7 @@ async def get_checkpoint(
 
 
 @bundles.get("/{id}")
-async def get_bundle(
+async def get_uploaded_bundle(
     id: str, request: Request, kernel: KernelDep, principal: PrincipalDep, at: AsOfParams
 ) -> m.BundlePublic:
     """Get an uploaded source bundle by id: its hashes, manifest and size."""
@@ -307,7 +307,7 @@ async def get_bundle(
 
 
 @bundles.get("/{id}/history")
-async def bundle_history(
+async def uploaded_bundle_history(
     id: str,
     request: Request,
     kernel: KernelDep,
