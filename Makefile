@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup run test test-fast bench services-up services-down services-status openapi schemas deploy-files clean
+.PHONY: setup run test test-fast bench bench-smoke services-up services-down services-status openapi schemas deploy-files clean
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,11 @@ test-fast: setup
 
 bench: setup services-up
 	$(BIN)/python bench/run.py
+
+# Every benchmark at a tiny size: checks that each runs and reports (not its ratios), in under a
+# minute, and leaves bench/results/latest.json alone.
+bench-smoke: setup services-up
+	MLPLANE_BENCH_SCALE=0.001 $(BIN)/python bench/run.py --no-save
 
 services-up:
 	deploy/local/services.sh up

@@ -85,6 +85,9 @@ async def sqlite_append(total: int, size: int) -> Result:
             "mlplane_events_per_s": round(rate(total, ours)),
             "raw_executemany_events_per_s": round(rate(total, raw)),
         },
+        ours=rate(total, ours),
+        raw=rate(total, raw),
+        unit="events/s",
     )
 
 
@@ -133,4 +136,7 @@ async def mongo_append(url: str, total: int, size: int) -> Result:
             "note": "one append = one commit document insert; a stream this store has not seen"
             " yet costs one indexed read of its version first",
         },
+        ours=rate(total, ours),
+        raw=rate(total, t.seconds),
+        unit="events/s",
     )

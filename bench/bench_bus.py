@@ -152,6 +152,9 @@ async def kafka_bus(bootstrap: str, total: int) -> list[Result]:
                 "raw_send_batch_events_per_s": round(rate(total, min(raw_pub))),
                 "ratio_per_round": [round(r / p, 3) for p, r in zip(pub, raw_pub, strict=True)],
             },
+            ours=rate(total, min(pub)),
+            raw=rate(total, min(raw_pub)),
+            unit="events/s",
         ),
         Result(
             "bus.kafka.consume_apply",
@@ -165,5 +168,8 @@ async def kafka_bus(bootstrap: str, total: int) -> list[Result]:
                 "raw_getmany_events_per_s": round(rate(total, min(raw_con))),
                 "ratio_per_round": [round(r / c, 3) for c, r in zip(con, raw_con, strict=True)],
             },
+            ours=rate(total, min(con)),
+            raw=rate(total, min(raw_con)),
+            unit="events/s",
         ),
     ]

@@ -160,7 +160,16 @@ async def dataplane(count: int = 2000) -> list[Result]:
                     "requests": len(samples["gateway"]),
                 }
                 results.append(
-                    Result(f"dataplane added p{q} c{concurrency} ms", added, target, False, detail)
+                    Result(
+                        f"dataplane added p{q} c{concurrency} ms",
+                        added,
+                        target,
+                        False,
+                        detail,
+                        ours=detail["gateway_ms"],
+                        raw=detail["direct_ms"],
+                        unit="ms",
+                    )
                 )
         ratio = statistics.mean(throughput["gateway"]) / statistics.mean(throughput["direct"])
         results.append(
@@ -173,6 +182,9 @@ async def dataplane(count: int = 2000) -> list[Result]:
                     "gateway_rps": round(statistics.mean(throughput["gateway"]), 1),
                     "direct_rps": round(statistics.mean(throughput["direct"]), 1),
                 },
+                ours=statistics.mean(throughput["gateway"]),
+                raw=statistics.mean(throughput["direct"]),
+                unit="req/s",
             )
         )
         return results

@@ -179,6 +179,9 @@ async def gateway_list_spaces(total: int, concurrency: int = 8) -> Result:
             **{f"gateway_{k}": v for k, v in ours.items()},
             **{f"fastapi_hello_{k}": v for k, v in bare.items()},
         },
+        ours=ours["rps"],
+        raw=bare["rps"],
+        unit="req/s",
     )
 
 

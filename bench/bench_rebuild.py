@@ -28,7 +28,8 @@ class ModelTotals(Projection):
 
 async def _fill(log: EventLog, total: int) -> None:
     for start in range(0, total, 500):
-        await log.append(f"fill-{start}", [event(i) for i in range(start, start + 500)], 0)
+        end = min(start + 500, total)
+        await log.append(f"fill-{start}", [event(i) for i in range(start, end)], 0)
 
 
 async def _measure(log: EventLog, docs, raw_read, total: int, label: str) -> Result:
@@ -53,6 +54,9 @@ async def _measure(log: EventLog, docs, raw_read, total: int, label: str) -> Res
             "raw_cursor_events_per_s": round(rate(total, raw.seconds)),
             "rebuilt_hash_equals_live": live_hash == rebuilt_hash,
         },
+        ours=rate(total, ours.seconds),
+        raw=rate(total, raw.seconds),
+        unit="events/s",
     )
 
 

@@ -27,15 +27,29 @@ def event(i: int) -> BenchRecorded:
 
 @dataclass
 class Result:
+    """One benchmark's outcome: `ratio` is compared with `target`; `ours` and `raw` are the two
+    measurements it comes from (in `unit`), where it comes from two."""
+
     name: str
     ratio: float
     target: float
     higher_is_better: bool
     detail: dict[str, Any]
+    ours: float | None = None
+    raw: float | None = None
+    unit: str = ""
+
+    @property
+    def met(self) -> bool:
+        return self.ratio >= self.target if self.higher_is_better else self.ratio <= self.target
 
     def record(self) -> dict[str, Any]:
         out = asdict(self)
         out["ratio"] = round(self.ratio, 3)
+        for key in ("ours", "raw"):
+            if out[key] is not None:
+                out[key] = round(out[key], 3)
+        out["met"] = self.met
         return out
 
 

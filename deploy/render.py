@@ -165,7 +165,16 @@ COMPOSE_HEADER = """\
 Every mlplane service as its own process, against Kafka (KRaft) and MongoDB, traces to an
 OpenTelemetry collector. `docker compose up --build`, then http://127.0.0.1:8000/docs.
 Set MLPLANE_ADMIN_TOKEN in the shell (or .env) to choose the administrator's token; otherwise
-`docker compose logs gateway` shows the one-time token printed at the first start."""
+`docker compose logs gateway` shows the one-time token printed at the first start.
+
+The store is real MongoDB (`mongo`), the one the design is built for. To run on FerretDB instead
+(MongoDB's wire protocol on PostgreSQL, what deploy/local/services.sh and the tests run), replace
+the `mongo` service with FerretDB v1 (image ghcr.io/ferretdb/ferretdb:1.24.2, environment
+FERRETDB_HANDLER=postgresql and FERRETDB_POSTGRESQL_URL=postgres://USER:PASSWORD@postgres:5432/ferretdb)
+plus a `postgres` service (image postgres:15, POSTGRES_DB=ferretdb), under the same name `mongo` so
+MLPLANE_EVENT_STORE_URL stays as it is, and drop the mongosh healthcheck (that image has no
+mongosh and brings a HEALTHCHECK of its own). FerretDB v1 serves appends and stream reads more
+slowly than MongoDB as the log grows (docs/backbone.md; the growth.* rows of `make bench`)."""
 
 
 # ---------------------------------------------------------------- kubernetes
@@ -272,7 +281,11 @@ def kustomization(files: list[str]) -> dict[str, Any]:
 def k8s() -> dict[str, str]:
     """File name under deploy/k8s → its text."""
     files = {
-        "configmap.yaml": header("The settings every mlplane process reads.") + dump(configmap())
+        "configmap.yaml": header(
+            "The settings every mlplane process reads.\n"
+            "MLPLANE_EVENT_STORE_URL names MongoDB; README.md says how to point it at FerretDB."
+        )
+        + dump(configmap())
     }
     for name in CATALOGUE:
         documents = [deployment(name)] + ([service(name)] if name == PUBLIC else [])

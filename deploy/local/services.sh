@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # Local servers for development and the test suite, without Docker:
 #   Kafka (KRaft, one broker+controller) on 127.0.0.1:$MLPLANE_KAFKA_PORT (9092), controller on :9093
-#   FerretDB v1 (MongoDB wire protocol, SQLite backend) on 127.0.0.1:$MLPLANE_MONGO_PORT (27017)
+#   FerretDB v1 (MongoDB wire protocol) on 127.0.0.1:$MLPLANE_MONGO_PORT (27017), on
+#     PostgreSQL 15 on 127.0.0.1:$MLPLANE_POSTGRES_PORT (5433), as FerretDB is run in production;
+#     MLPLANE_FERRETDB_BACKEND=sqlite runs it on its SQLite backend instead, without PostgreSQL
 #   gofakes3 (S3-compatible, in memory) on 127.0.0.1:$MLPLANE_S3_PORT (9000)
 #
-# Usage: deploy/local/services.sh up [kafka|mongo|s3] | down [kafka|mongo|s3] | status | restart-kafka
+# Usage: deploy/local/services.sh up [kafka|mongo|postgres|s3] | down [kafka|mongo|postgres|s3]
+#        | status | restart-kafka          (`up mongo` starts PostgreSQL first, `down mongo` stops it)
 #
 # Binaries are fetched once into .mlplane/cache (Kafka jars from Maven Central via mvn, FerretDB
-# built with the Go toolchain); data, logs and pid files live under .mlplane/ as well.
+# built with the Go toolchain, PostgreSQL from apt-get when /usr/lib/postgresql/15 is missing);
+# data, logs and pid files live under $MLPLANE_STATE_DIR (.mlplane/), so a second set of servers
+# on other ports needs a state folder of its own.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
-STATE="$ROOT/.mlplane"
-CACHE="$STATE/cache"
+STATE="${MLPLANE_STATE_DIR:-$ROOT/.mlplane}"
+CACHE="${MLPLANE_CACHE_DIR:-$ROOT/.mlplane/cache}"
 LOGS="$STATE/logs"
 RUN="$STATE/run"
 
@@ -27,12 +32,19 @@ MONGO_PORT="${MLPLANE_MONGO_PORT:-27017}"
 FERRETDB_VERSION="${MLPLANE_FERRETDB_VERSION:-v1.24.2}"
 FERRETDB_BIN="$CACHE/ferretdb/$FERRETDB_VERSION/ferretdb"
 FERRETDB_DATA="$STATE/ferretdb"
+FERRETDB_BACKEND="${MLPLANE_FERRETDB_BACKEND:-postgresql}"
+
+POSTGRES_PORT="${MLPLANE_POSTGRES_PORT:-5433}"
+POSTGRES_BIN="${MLPLANE_POSTGRES_BIN:-/usr/lib/postgresql/15/bin}"
+POSTGRES_OS_USER="${MLPLANE_POSTGRES_OS_USER:-postgres}" # who runs the server when we are root
+POSTGRES_DATA="$STATE/postgres"
+POSTGRES_DB=ferretdb # database and role FerretDB uses
 
 S3_PORT="${MLPLANE_S3_PORT:-9000}"
 GOFAKES3_VERSION="${MLPLANE_GOFAKES3_VERSION:-v1.2.0}"
 GOFAKES3_BIN="$CACHE/gofakes3/$GOFAKES3_VERSION/gofakes3"
 
-TIMEOUT="${MLPLANE_SERVICES_TIMEOUT:-120}"
+TIMEOUT="${MLPLANE_SERVICES_TIMEOUT:-180}"
 GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
 
 say() { echo "services: $*" >&2; }
@@ -78,15 +90,15 @@ launch() { # name, command... ; runs detached, output appended to the log
   echo $! >"$RUN/$name.pid"
 }
 
-stop() { # name, port
-  local name=$1 port=$2 pid
+stop() { # name, port[, signal: TERM unless the server shuts down fast on another]
+  local name=$1 port=$2 signal=${3:-TERM} pid
   if ! pid=$(pid_of "$name"); then
     rm -f "$RUN/$name.pid"
     say "$name is not running"
     return 0
   fi
   say "stopping $name (pid $pid)"
-  kill "$pid"
+  kill -s "$signal" "$pid"
   for _ in $(seq 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
   if kill -0 "$pid" 2>/dev/null; then
     say "$name did not exit in 60s, killing it"
@@ -186,18 +198,119 @@ ferretdb_build() {
   rm -rf "$src"
 }
 
+# PostgreSQL refuses to run as root: as root, its commands run as $POSTGRES_OS_USER (the user the
+# Debian package creates); otherwise as the caller.
+if ((EUID == 0)); then
+  AS_POSTGRES=(setpriv --reuid="$POSTGRES_OS_USER" --regid="$POSTGRES_OS_USER" --init-groups --reset-env)
+else
+  AS_POSTGRES=()
+fi
+as_postgres() { "${AS_POSTGRES[@]}" "$@"; }
+
+postgres_install() {
+  [[ -x $POSTGRES_BIN/postgres ]] && return 0
+  ((EUID == 0)) && command -v apt-get >/dev/null ||
+    die "PostgreSQL 15 not found in $POSTGRES_BIN; install it (apt-get install postgresql-15) or set MLPLANE_POSTGRES_BIN"
+  say "installing PostgreSQL 15 with apt-get"
+  mkdir -p "$LOGS"
+  { DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-15 ||
+    { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-15; }
+  } >"$LOGS/postgres-install.log" 2>&1 || fail_with_log postgres-install "apt-get could not install postgresql-15"
+  [[ -x $POSTGRES_BIN/postgres ]] || die "apt-get installed postgresql-15, but $POSTGRES_BIN/postgres is missing"
+}
+
+postgres_answers() { "$POSTGRES_BIN/pg_isready" -q -h 127.0.0.1 -p "$POSTGRES_PORT" -U postgres -d postgres -t 5; }
+
+postgres_sql() { # sql; run as the superuser over TCP (trust: the server listens on 127.0.0.1 only)
+  "$POSTGRES_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$POSTGRES_PORT" -U postgres -d postgres -tAc "$1"
+}
+
+# A cluster of its own in $POSTGRES_DATA, reachable on 127.0.0.1 only, as exposed as FerretDB itself
+# (which has no authentication here either); no Unix socket, so nothing is written outside it.
+postgres_up() {
+  if pid_of postgres >/dev/null; then say "postgres already running on 127.0.0.1:$POSTGRES_PORT"; return 0; fi
+  check_port_free postgres "$POSTGRES_PORT" MLPLANE_POSTGRES_PORT
+  postgres_install
+  if ((EUID == 0)); then
+    id -u "$POSTGRES_OS_USER" >/dev/null 2>&1 ||
+      die "user $POSTGRES_OS_USER (who runs PostgreSQL, as root may not) does not exist; set MLPLANE_POSTGRES_OS_USER"
+  fi
+  mkdir -p "$POSTGRES_DATA" "$LOGS" "$RUN"
+  ((EUID == 0)) && chown "$POSTGRES_OS_USER:" "$POSTGRES_DATA"
+  chmod 700 "$POSTGRES_DATA"
+  as_postgres test -w "$POSTGRES_DATA" ||
+    die "user $POSTGRES_OS_USER cannot write $POSTGRES_DATA (a parent folder closed to it?); set MLPLANE_STATE_DIR"
+  if [[ ! -f $POSTGRES_DATA/PG_VERSION ]]; then
+    say "creating a PostgreSQL cluster in $POSTGRES_DATA"
+    as_postgres "$POSTGRES_BIN/initdb" -D "$POSTGRES_DATA" -U postgres --auth=trust --encoding=UTF8 \
+      --locale=C.UTF-8 >>"$LOGS/postgres.log" 2>&1 || fail_with_log postgres "initdb failed"
+  fi
+  say "starting postgres on 127.0.0.1:$POSTGRES_PORT"
+  launch postgres "${AS_POSTGRES[@]}" "$POSTGRES_BIN/postgres" -D "$POSTGRES_DATA" \
+    -c listen_addresses=127.0.0.1 -c port="$POSTGRES_PORT" -c unix_socket_directories= \
+    -c logging_collector=off -c log_min_messages=warning
+  wait_ready postgres postgres_answers
+  if [[ -z $(postgres_sql "SELECT 1 FROM pg_roles WHERE rolname = '$POSTGRES_DB'") ]]; then
+    postgres_sql "CREATE ROLE $POSTGRES_DB LOGIN" || die "could not create the role $POSTGRES_DB"
+  fi
+  if [[ -z $(postgres_sql "SELECT 1 FROM pg_database WHERE datname = '$POSTGRES_DB'") ]]; then
+    say "creating the database $POSTGRES_DB"
+    postgres_sql "CREATE DATABASE $POSTGRES_DB OWNER $POSTGRES_DB" || die "could not create the database $POSTGRES_DB"
+  fi
+  say "postgres ready"
+}
+
+# Ready once FerretDB answers a MongoDB `ping` (an OP_MSG, written by hand: no client is needed),
+# which on PostgreSQL also reaches the database, not merely once the port is open.
+mongo_ping() {
+  timeout 10 bash -c '
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+    printf "\x33\0\0\0\x01\0\0\0\0\0\0\0\xdd\x07\0\0\0\0\0\0\0\x1e\0\0\0\x10ping\0\x01\0\0\0\x02\$db\0\x06\0\0\0admin\0\0" >&3
+    size=$(head -c 4 <&3 | od -An -tu4 | tr -d " ")
+    ((size > 20 && size < 65536)) || exit 1
+    head -c $((size - 4)) <&3 | od -An -tx1 | tr -d " \n" | grep -q "016f6b00000000000000f03f"
+  ' bash "$MONGO_PORT" 2>/dev/null
+}
+
+ferretdb_backend_of() { # pid; the --handler it was started with
+  tr '\0' '\n' <"/proc/$1/cmdline" 2>/dev/null | sed -n 's/^--handler=//p'
+}
+
 mongo_up() {
-  if pid_of ferretdb >/dev/null; then say "ferretdb already running on 127.0.0.1:$MONGO_PORT"; return 0; fi
+  local pid running
+  if pid=$(pid_of ferretdb); then
+    running="$(ferretdb_backend_of "$pid")"
+    say "ferretdb already running on 127.0.0.1:$MONGO_PORT (${running:-unknown} backend), kept"
+    [[ $running == "$FERRETDB_BACKEND" ]] ||
+      say "  MLPLANE_FERRETDB_BACKEND=$FERRETDB_BACKEND applies after \`$0 down mongo\` and \`$0 up mongo\`"
+    [[ $running != postgresql ]] || postgres_up
+    return 0
+  fi
   check_port_free ferretdb "$MONGO_PORT" MLPLANE_MONGO_PORT
+  local -a backend
+  case "$FERRETDB_BACKEND" in
+    postgresql)
+      postgres_up
+      backend=(--handler=postgresql
+        --postgresql-url="postgres://$POSTGRES_DB@127.0.0.1:$POSTGRES_PORT/$POSTGRES_DB") ;;
+    sqlite)
+      mkdir -p "$FERRETDB_DATA/data"
+      backend=(--handler=sqlite --sqlite-url="file:$FERRETDB_DATA/data/") ;;
+    *) die "MLPLANE_FERRETDB_BACKEND must be postgresql or sqlite, not '$FERRETDB_BACKEND'" ;;
+  esac
   ferretdb_build
-  mkdir -p "$FERRETDB_DATA/data" "$FERRETDB_DATA/state"
-  say "starting ferretdb on 127.0.0.1:$MONGO_PORT"
-  launch ferretdb "$FERRETDB_BIN" --handler=sqlite --sqlite-url="file:$FERRETDB_DATA/data/" \
+  mkdir -p "$FERRETDB_DATA/state"
+  say "starting ferretdb ($FERRETDB_BACKEND backend) on 127.0.0.1:$MONGO_PORT"
+  launch ferretdb "$FERRETDB_BIN" "${backend[@]}" \
     --state-dir="$FERRETDB_DATA/state" --listen-addr="127.0.0.1:$MONGO_PORT" \
     --debug-addr=- --telemetry=disable --log-level=warn
-  wait_ready ferretdb port_open "$MONGO_PORT"
+  wait_ready ferretdb mongo_ping
   say "ferretdb ready"
 }
+
+mongo_down() { stop ferretdb "$MONGO_PORT"; postgres_down; }
+
+postgres_down() { stop postgres "$POSTGRES_PORT" INT; } # SIGINT: PostgreSQL's fast shutdown
 
 # ---------------------------------------------------------------- S3 (gofakes3)
 
@@ -228,7 +341,11 @@ s3_up() {
 status_of() { # name, port
   local pid
   if pid=$(pid_of "$1"); then
-    echo "$1: running (pid $pid) on 127.0.0.1:$2"
+    if [[ $1 == ferretdb ]]; then
+      echo "$1: running (pid $pid) on 127.0.0.1:$2, $(ferretdb_backend_of "$pid") backend"
+    else
+      echo "$1: running (pid $pid) on 127.0.0.1:$2"
+    fi
   elif port_open "$2"; then
     echo "$1: not started by this script, but port $2 is in use"
   else
@@ -250,11 +367,17 @@ case "${1:-} $which" in
   "up s3") s3_up ;;
   "up kafka") kafka_up ;;
   "up mongo") mongo_up ;;
-  "down all") stop kafka "$KAFKA_PORT"; stop ferretdb "$MONGO_PORT"; stop gofakes3 "$S3_PORT" ;;
+  "up postgres") postgres_up ;;
+  "down all") stop kafka "$KAFKA_PORT"; mongo_down; stop gofakes3 "$S3_PORT" ;;
   "down s3") stop gofakes3 "$S3_PORT" ;;
   "down kafka") stop kafka "$KAFKA_PORT" ;;
-  "down mongo") stop ferretdb "$MONGO_PORT" ;;
-  "status all") status_of kafka "$KAFKA_PORT"; status_of ferretdb "$MONGO_PORT"; status_of gofakes3 "$S3_PORT" ;;
+  "down mongo") mongo_down ;;
+  "down postgres") postgres_down ;;
+  "status all")
+    status_of kafka "$KAFKA_PORT"; status_of ferretdb "$MONGO_PORT"
+    status_of postgres "$POSTGRES_PORT"; status_of gofakes3 "$S3_PORT" ;;
   "restart-kafka all") stop kafka "$KAFKA_PORT"; kafka_up ;;
-  *) echo "usage: $0 up [kafka|mongo|s3] | down [kafka|mongo|s3] | status | restart-kafka" >&2; exit 2 ;;
+  *)
+    echo "usage: $0 up [kafka|mongo|postgres|s3] | down [kafka|mongo|postgres|s3] | status | restart-kafka" >&2
+    exit 2 ;;
 esac
