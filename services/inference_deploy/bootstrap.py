@@ -1,14 +1,17 @@
-"""Wiring of the inference-endpoint service: its projections, routes and rollout worker (with the
-Kubernetes runtime for endpoints on `kubernetes://`).
+"""Wiring of the inference-endpoint service: its projections, routes, commands, entities and
+rollout worker (with the Kubernetes runtime for endpoints on `kubernetes://`).
 
-Importing this module connects to nothing; `_on_start` does, inside the app's lifespan.
+Importing this module connects to nothing; `_wire` and `_on_start` do, inside the app's lifespan.
 """
 
 from __future__ import annotations
 
-from mlplane import aggregates
+from mlplane import adapters
 from mlplane.kernel import Kernel
 from mlplane.service import Service
+
+ENDPOINT_KIND = "endpoint"
+STORE, SETTINGS = "deploy.store", "deploy.settings"
 
 
 def _routers():
@@ -23,20 +26,41 @@ def _projections():
     return projections()
 
 
-async def _on_start(kernel: Kernel) -> None:
-    from services.training.handlers import CLUSTERS
-    from services.triton_manager.settings import ServingSettings
+def _commands():
+    from .handlers import COMMAND_HANDLERS
 
+    return COMMAND_HANDLERS
+
+
+def _entities():
+    from mlplane.history import EntityKind
+
+    from .handlers import ENDPOINTS
+    from .projections import Endpoints
+
+    return [EntityKind(ENDPOINT_KIND, ENDPOINTS, Endpoints(), "/api/v1/workloads/inferences/{id}")]
+
+
+async def _wire(kernel: Kernel) -> None:
+    """The routes read model files (an endpoint's bundle) from the shared artifact store."""
+    from .settings import DeploySettings
+
+    kernel.extensions[STORE] = adapters.artifact_store(kernel.settings.artifacts)
+    kernel.extensions[SETTINGS] = DeploySettings()
+
+
+async def _on_start(kernel: Kernel) -> None:
     from .kube import KubernetesEndpoints
+    from .services import cluster_of
     from .workers import RolloutWorker
 
-    settings = ServingSettings()
+    settings = kernel.extensions[SETTINGS]
 
-    async def cluster_of(space_id: str):
-        return (await aggregates.load(kernel.log, CLUSTERS, space_id))[0]
+    async def clusters(space_id: str):
+        return await cluster_of(kernel, space_id)
 
     kube = KubernetesEndpoints(
-        cluster_of,
+        clusters,
         image=settings.triton_image,
         namespace=settings.namespace,
         artifacts_url=kernel.settings.artifacts,
@@ -50,5 +74,8 @@ SERVICE = Service(
     name="inference_deploy",
     projections=_projections,
     routers=_routers,
+    wire=_wire,
     on_start=_on_start,
+    commands=_commands,
+    entities=_entities,
 )

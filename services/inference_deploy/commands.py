@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
-
-class Command(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from mlplane.commands import Command
 
 
 class DeployEndpoint(Command):

@@ -10,11 +10,20 @@ starts a new life on the same stream, and its revisions go on counting.
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from typing import Any
 
 from mlplane.events import Event, registry
 
 TOPIC = "endpoints"
+
+
+def endpoint_id(space_id: str, name: str) -> str:
+    """One name is one stream in a space: the id is a UUID derived from both (the data plane
+    finds an endpoint's document by it)."""
+    digest = hashlib.sha256(f"{space_id}/{name}".encode()).hexdigest()
+    return str(uuid.UUID(hex=digest[:32]))
 
 
 def _event(name: str):

@@ -8,17 +8,19 @@ carries an earlier one's specification.
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from typing import Any
 
 from mlplane.aggregates import Aggregate, stamp
+from mlplane.commands import Handler, decider
 from mlplane.errors import Conflict, NotFound
 from mlplane.events import Envelope, Event
 from pydantic import BaseModel, ConfigDict
 
 from . import commands as c
 from . import events as e
+from .events import endpoint_id
+
+__all__ = ["COMMAND_HANDLERS", "ENDPOINTS", "decide", "endpoint_id"]
 
 PENDING, RUNNING, FAILED, REMOVED = "pending", "running", "failed", "removed"
 CONFIGURABLE = (
@@ -33,12 +35,6 @@ CONFIGURABLE = (
     "resources",
     "runtime",
 )
-
-
-def endpoint_id(space_id: str, name: str) -> str:
-    """One name is one stream in a space: the id is a UUID derived from both."""
-    digest = hashlib.sha256(f"{space_id}/{name}".encode()).hexdigest()
-    return str(uuid.UUID(hex=digest[:32]))
 
 
 class EndpointState(BaseModel):
@@ -238,15 +234,14 @@ def remove(state: EndpointState, cmd: c.RemoveEndpoint) -> list[Event]:
 
 ENDPOINTS = Aggregate("endpoint", EndpointState(), evolve_endpoint)
 
-HANDLERS: dict[type, Any] = {
-    c.DeployEndpoint: deploy,
-    c.ReconfigureEndpoint: reconfigure,
-    c.RollBackEndpoint: roll_back,
-    c.RollOutEndpoint: roll_out,
-    c.FailEndpoint: fail,
-    c.RemoveEndpoint: remove,
+COMMAND_HANDLERS = {
+    c.DeployEndpoint: Handler(ENDPOINTS, deploy, "endpoint_id"),
+    c.ReconfigureEndpoint: Handler(ENDPOINTS, reconfigure, "endpoint_id"),
+    c.RollBackEndpoint: Handler(ENDPOINTS, roll_back, "endpoint_id"),
+    c.RollOutEndpoint: Handler(ENDPOINTS, roll_out, "endpoint_id"),
+    c.FailEndpoint: Handler(ENDPOINTS, fail, "endpoint_id"),
+    c.RemoveEndpoint: Handler(ENDPOINTS, remove, "endpoint_id"),
 }
 
-
-def decide(state: Any, command: c.Command) -> list[Event]:
-    return HANDLERS[type(command)](state, command)
+decide = decider(COMMAND_HANDLERS)
+"""The events a command causes on a state already held: for tests and callers that hold one."""

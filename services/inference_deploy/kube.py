@@ -189,25 +189,31 @@ class KubernetesEndpoints:
 
     async def _api(self, space_id: str) -> client.ApiClient:
         cluster = await self.clusters(space_id)
-        if cluster is None or not cluster.live:
+        if cluster is None:
             raise RuntimeError("this space has no cluster registered (POST /api/v1/clusters)")
         from mlplane.egress import InsecureTransport, require_tls_for_secret
 
         try:  # the token goes over https only, unless an administrator allowed this cluster
-            require_tls_for_secret(cluster.manager_url, cluster.token, cluster.allow_insecure_http)
+            require_tls_for_secret(
+                cluster["manager_url"],
+                cluster.get("token"),
+                bool(cluster.get("allow_insecure_http")),
+            )
         except InsecureTransport as exc:
             raise RuntimeError(str(exc)) from None
-        api = api_client(cluster.manager_url, cluster.token)
+        api = api_client(cluster["manager_url"], cluster.get("token"))
         self.worker.kernel.settings.egress.guard_pool_manager(api.rest_client.pool_manager)
         return api
 
     async def _key(self, state) -> str:
-        from mlplane import aggregates
+        from .projections import MODELS
 
-        from services.triton_manager.handlers import MODELS
-
-        model, _ = await aggregates.load(self.worker.kernel.log, MODELS, state.spec["model_id"])
-        return model.versions[str(state.spec["version"])]["key"]
+        model_id = state.spec["model_id"]
+        model = await self.worker.kernel.doc(MODELS, model_id, f"model:{model_id}")
+        record = (model or {}).get("versions", {}).get(str(state.spec["version"]))
+        if record is None:
+            raise RuntimeError(f"model {model_id!r} has no version {state.spec['version']} yet")
+        return record["key"]
 
     async def apply(self, state) -> None:
         try:

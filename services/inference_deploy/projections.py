@@ -3,23 +3,36 @@
 `deploy_endpoints` is the endpoint as the data plane routes it. `deploy_revisions` holds, per
 endpoint, a snapshot of its configuration for every change (seed 004), each with the phase its
 rollout reached; `deploy_revision_index` finds a revision's endpoint from the revision's id.
+
+What this context knows of the others it learns from their events, folded here: the registry's
+models and versions (`deploy_models`, from the model-serving context), the servers and what
+they hold (`deploy_servers`), and the training context's checkpoints (`deploy_checkpoints`).
+A space's cluster (for `kubernetes://`) carries a token, so it is folded from the training
+context's events when needed (`evolve_cluster`) and never stored here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from mlplane.aggregates import stamp
 from mlplane.events import Envelope
 from mlplane.projections import Projection
 
+from services.training import events as t
+from services.triton_manager import events as m
+
 from . import events as e
-from .handlers import EndpointState, evolve_endpoint, stamp
+from .handlers import EndpointState, evolve_endpoint
 
 Doc = dict[str, Any]
 
 ENDPOINTS = "deploy_endpoints"
 REVISIONS = "deploy_revisions"
 REVISION_INDEX = "deploy_revision_index"
+MODELS = "deploy_models"
+SERVERS = "deploy_servers"
+CHECKPOINTS = "deploy_checkpoints"
 
 LIFECYCLE = (
     e.EndpointDeployed,
@@ -149,5 +162,164 @@ class RevisionIndex(Projection):
         }
 
 
+class Models(Projection):
+    """Per registered model: its space, name and versions (what a deployment names)."""
+
+    name = MODELS
+    handles = _types(
+        m.ModelCreated, m.ModelUpdated, m.ModelDeleted, m.ModelVersionAdded, m.ModelVersionDeleted
+    )
+
+    def key(self, event: Envelope) -> str:
+        return event.data.model_id
+
+    def evolve(self, doc: Doc | None, event: Envelope) -> Doc | None:
+        data, at = event.data, stamp(event)
+        match data:
+            case m.ModelCreated():
+                return {
+                    "id": data.model_id,
+                    "space_id": data.space_id,
+                    "name": data.name,
+                    "versions": {},
+                }
+            case m.ModelDeleted():
+                return None
+        if doc is None:
+            return None
+        match data:
+            case m.ModelUpdated(name=name) if name:
+                return {**doc, "name": name}
+            case m.ModelVersionAdded():
+                record = {
+                    **data.model_dump(mode="json", exclude={"model_id"}),
+                    "served_name": m.served_name(data.model_id, data.version),
+                    "created_at": at,
+                }
+                return {**doc, "versions": {**doc["versions"], str(data.version): record}}
+            case m.ModelVersionDeleted(version=version):
+                versions = {k: v for k, v in doc["versions"].items() if k != str(version)}
+                return {**doc, "versions": versions}
+        return doc
+
+
+class Servers(Projection):
+    """Per inference server: its address and the served names it holds (what an endpoint's
+    provenance names and a rollout serves from)."""
+
+    name = SERVERS
+    handles = _types(
+        m.ServerRegistered,
+        m.ServerUpdated,
+        m.ServerDeleted,
+        m.ServerHealthChanged,
+        m.ServerModelsObserved,
+        m.ModelVersionLoaded,
+        m.ModelVersionUnloaded,
+    )
+
+    def key(self, event: Envelope) -> str:
+        return event.data.server_id
+
+    def evolve(self, doc: Doc | None, event: Envelope) -> Doc | None:
+        data = event.data
+        match data:
+            case m.ServerRegistered():
+                fields = data.model_dump(include={"name", "host", "port", "kind"})
+                return {"id": data.server_id, **fields, "ready": False, "loaded": []}
+            case m.ServerDeleted():
+                return None
+        if doc is None:
+            return None
+        match data:
+            case m.ServerUpdated():
+                fields = data.model_dump(include={"name", "host", "port"}, exclude_none=True)
+                return {**doc, **fields}
+            case m.ServerHealthChanged(ready=ready):
+                return {**doc, "ready": ready}
+            case m.ServerModelsObserved(loaded=loaded):
+                return {**doc, "loaded": sorted(loaded)}
+            case m.ModelVersionLoaded(served_name=served):
+                return {**doc, "loaded": sorted({*doc["loaded"], served})}
+            case m.ModelVersionUnloaded(served_name=served):
+                return {**doc, "loaded": [n for n in doc["loaded"] if n != served]}
+        return doc
+
+
+class Checkpoints(Projection):
+    """Per training checkpoint: its space, name and format (an endpoint may be deployed from it)."""
+
+    name = CHECKPOINTS
+    handles = _types(t.CheckpointCreated)
+
+    def key(self, event: Envelope) -> str:
+        return event.data.checkpoint_id
+
+    def evolve(self, doc: Doc | None, event: Envelope) -> Doc | None:
+        return checkpoint_origin(event.data, stamp(event))
+
+
+BUNDLE_FIELDS = ("bundle_id", "code_hash", "data_hash", "parameters_hash", "bundle_hash")
+
+
+def checkpoint_origin(data: t.CheckpointCreated, at: str) -> Doc:
+    """Where a checkpoint came from, as an endpoint's provenance names it."""
+    origin = data.provenance
+    bundle = {k: origin.get(k, "") for k in (*BUNDLE_FIELDS, "entrypoint")}
+    return {
+        "checkpoint_id": data.checkpoint_id,
+        "space_id": data.space_id,
+        "name": data.name,
+        "format": data.format,
+        "checkpoint": {
+            "id": data.checkpoint_id,
+            "name": data.name,
+            "version": data.version,
+            "format": data.format,
+            "uri": data.uri,
+            "files": data.files,
+            "metrics": data.metrics,
+            "created_at": at,
+        },
+        "training": {
+            "id": data.training_id,
+            "name": origin.get("training_name", ""),
+            "source": origin.get("source", ""),
+            "owner": origin.get("owner", ""),
+            "architecture": origin.get("architecture", ""),
+            "parameters": origin.get("parameters", {}),
+            "started_at": origin.get("started_at"),
+        },
+        "bundle": bundle if bundle["bundle_id"] else None,
+        "environment": {
+            "runtime": origin.get("runtime", ""),
+            "runner": origin.get("runner", ""),
+            **origin.get("environment", {}),
+        },
+    }
+
+
+CLUSTER_EVENTS = (t.ClusterRegistered, t.ClusterUpdated, t.ClusterDeleted)
+
+
+def evolve_cluster(cluster: Doc | None, event: Envelope) -> Doc | None:
+    """A space's cluster as the Kubernetes runtime needs it (address, token, TLS rule)."""
+    data = event.data
+    match data:
+        case t.ClusterRegistered():
+            return data.model_dump(
+                include={"manager_url", "ingress_url", "token", "allow_insecure_http"}
+            )
+        case t.ClusterUpdated() if cluster is not None:
+            changes = data.model_dump(
+                include={"manager_url", "ingress_url", "token", "allow_insecure_http"},
+                exclude_none=True,
+            )
+            return {**cluster, **changes}
+        case t.ClusterDeleted():
+            return None
+    return cluster
+
+
 def projections() -> list[Projection]:
-    return [Endpoints(), Revisions(), RevisionIndex()]
+    return [Endpoints(), Revisions(), RevisionIndex(), Models(), Servers(), Checkpoints()]

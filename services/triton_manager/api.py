@@ -19,18 +19,47 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from mlplane.deps import AdminDep, ContextDep, KernelDep, PrincipalDep, admin_only, permitted
 from mlplane.errors import Invalid, NotFound
 from mlplane.events import new_id
+from mlplane.history import (
+    AsOfParams,
+    HistoryAfter,
+    HistoryLimit,
+    HistoryPage,
+    document_at,
+    entity_history,
+)
 from mlplane.http import PROBLEM_RESPONSES, ListPage, PageParams, list_page
-from mlplane.names import NameOrEmpty
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from . import commands as c
-from .handlers import MODELS, SERVERS, ModelState, served_name, server_not_found
+from .bootstrap import MODEL_KIND, SERVER_KIND
+from .handlers import ModelState, served_name, server_not_found
 from .projections import DESIRED, OBSERVED
 from .projections import MODELS as MODEL_DOCS
 from .projections import SERVERS as SERVER_DOCS
 from .repository import invalid
-from .servers import ServerError, connect
-from .views import (
+from .schemas import (
+    InferenceModel,
+    ModelDetail,
+    ModelList,
+    ModelPlace,
+    ModelPublic,
+    ModelUpdate,
+    ModelVersionPublic,
+    ModelWritten,
+    Placement,
+    PlacementOutcome,
+    Removed,
+    ServerCreate,
+    ServerDetail,
+    ServerList,
+    ServerModelConfig,
+    ServerUpdate,
+    ServerWritten,
+    VersionList,
+    VersionRemoved,
+    VersionWritten,
+    server_public,
+)
+from .services import (
     add_version,
     model_in,
     optional_space,
@@ -41,9 +70,11 @@ from .views import (
     workspace,
     write,
 )
-from .views import (
+from .services import (
     create_model as create_registered,
 )
+
+__all__ = ["ModelUpdate", "Placement", "ServerCreate", "ServerUpdate"]
 
 tritons = APIRouter(
     prefix="/api/tritons",
@@ -62,97 +93,25 @@ Changing = Annotated[str | None, registry_space("models:update")]
 Deleting = Annotated[str | None, registry_space("models:delete")]
 
 
-class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class ServerCreate(Input):
-    name: NameOrEmpty = ""
-    host: Annotated[
-        str, Field(min_length=1, max_length=255, validation_alias=AliasChoices("host", "ip"))
-    ]
-    port: Annotated[int, Field(ge=1, le=65535)]
-    gpus: Annotated[int, Field(ge=0, le=1024)] = 0
-    kind: Annotated[str, Field(pattern="^(triton|mlserver)$")] = "triton"
-    repository: Annotated[
-        str, Field(max_length=1000, validation_alias=AliasChoices("repository", "path"))
-    ] = ""
-    labels: dict[str, str] = {}
-
-
-class ServerUpdate(Input):
-    name: NameOrEmpty | None = None
-    host: Annotated[
-        str | None, Field(min_length=1, max_length=255, validation_alias=AliasChoices("host", "ip"))
-    ] = None
-    port: Annotated[int | None, Field(ge=1, le=65535)] = None
-    gpus: Annotated[int | None, Field(ge=0, le=1024)] = None
-    repository: Annotated[
-        str | None, Field(max_length=1000, validation_alias=AliasChoices("repository", "path"))
-    ] = None
-    labels: dict[str, str] | None = None
-
-
-class Placement(Input):
-    triton_id: Annotated[
-        str, Field(min_length=1, validation_alias=AliasChoices("triton_id", "server_id"))
-    ]
-    version: Annotated[int | None, Field(ge=1)] = None
-
-
-class ModelUpdate(Input):
-    name: Annotated[
-        str | None, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
-    ] = None
-    description: Annotated[str | None, Field(max_length=4000)] = None
-
-
 # ---------------------------------------------------------------- servers
 
 
-def server_public(doc: dict[str, Any]) -> dict[str, Any]:
-    state = "ready" if doc["ready"] else ("live" if doc["live"] else "unavailable")
-    return {
-        "id": doc["id"],
-        "name": doc["name"],
-        "host": doc["host"],
-        "ip": doc["host"],
-        "port": str(doc["port"]),
-        "gpus": doc["gpus"],
-        "state": state,
-        "create_at": doc["created_at"],
-        "kind": doc["kind"],
-        "managed": doc["managed"],
-        "labels": doc["labels"],
-        "path": doc["repository"],
-        "live": doc["live"],
-        "ready": doc["ready"],
-        "error": doc["error"],
-        "models": doc["loaded"],
-        "drift": doc["drift"],
-        "updated_at": doc["updated_at"],
-    }
-
-
 async def server_doc(kernel, server_id: str) -> dict[str, Any]:
-    doc = await kernel.docs.get(SERVER_DOCS, server_id)
-    if doc is None:
-        await kernel.catch_up(SERVER_DOCS)
-        doc = await kernel.docs.get(SERVER_DOCS, server_id)
+    doc = await kernel.doc(SERVER_DOCS, server_id, f"server:{server_id}")
     if doc is None:
         raise server_not_found(server_id)
     return doc
 
 
 @tritons.get("")
-async def list_tritons(kernel: KernelDep) -> dict[str, Any]:
+async def list_tritons(kernel: KernelDep) -> ServerList:
     """List the inference servers, their health and loaded models."""
     found = await kernel.docs.query(SERVER_DOCS, {}, sort="created_at", limit=1000)
-    return {"tritons": [server_public(d) for d in found.data], "count": found.count}
+    return ServerList(tritons=[server_public(d) for d in found.data], count=found.count)
 
 
 @tritons.post("", status_code=status.HTTP_201_CREATED)
-async def create_triton(body: ServerCreate, kernel: KernelDep, ctx: ContextDep) -> dict[str, Any]:
+async def create_triton(body: ServerCreate, kernel: KernelDep, ctx: ContextDep) -> ServerWritten:
     """Register an inference server (Triton or any Open Inference Protocol v2 server)."""
     server_id = new_id()
     command = c.RegisterServer(
@@ -160,55 +119,70 @@ async def create_triton(body: ServerCreate, kernel: KernelDep, ctx: ContextDep) 
         name=body.name or f"{body.host}:{body.port}",
         **body.model_dump(exclude={"name"}),
     )
-    await write(kernel, SERVERS, server_id, command, ctx)
+    await write(kernel, command, ctx)
     _wake(kernel)
-    return {**server_public(await server_doc(kernel, server_id)), "status": "ok"}
+    return ServerWritten(**server_public(await server_doc(kernel, server_id)).model_dump())
 
 
 @tritons.get("/{identity}")
-async def get_triton(identity: str, kernel: KernelDep) -> dict[str, Any]:
-    """Get a server: its registration, desired and observed state, and the drift between them."""
-    public = server_public(await server_doc(kernel, identity))
+async def get_triton(identity: str, kernel: KernelDep, at: AsOfParams) -> ServerDetail:
+    """Get a server: its registration, desired and observed state, and the drift between them
+    (as it is, or as it was: `as_of`, `version`)."""
+    doc = await server_doc(kernel, identity) if at.now else None
+    if doc is None:
+        doc = await document_at(kernel.log, kernel.entities[SERVER_KIND], identity, at)
+        public = server_public(doc)
+        return ServerDetail(**public.model_dump(), desired={}, observed={}, data=public)
+    public = server_public(doc)
     desired = await kernel.docs.get(DESIRED, identity) or {"placements": {}}
     observed = await kernel.docs.get(OBSERVED, identity) or {}
-    extra = {
-        "desired": desired["placements"],
-        "observed": {k: v for k, v in observed.items() if k not in ("_state", "_key", "_pos")},
-    }
-    return {**public, **extra, "data": public}
+    return ServerDetail(
+        **public.model_dump(),
+        desired=desired["placements"],
+        observed={k: v for k, v in observed.items() if k not in ("_state", "_key", "_pos")},
+        data=public,
+    )
+
+
+@tritons.get("/{identity}/history")
+async def triton_history(
+    identity: str, kernel: KernelDep, limit: HistoryLimit = 20, after: HistoryAfter = 0
+) -> HistoryPage:
+    """A server's changes, oldest first: registration, health, placements, loads and unloads."""
+    return await entity_history(
+        kernel.log, kernel.entities[SERVER_KIND], identity, limit=limit, after=after
+    )
 
 
 @tritons.patch("/{identity}")
 async def update_triton(
     identity: str, body: ServerUpdate, kernel: KernelDep, ctx: ContextDep
-) -> dict[str, Any]:
+) -> ServerWritten:
     """Change a server's name, address, GPUs, repository or labels."""
     await server_doc(kernel, identity)
-    await write(
-        kernel, SERVERS, identity, c.UpdateServer(server_id=identity, **body.model_dump()), ctx
-    )
+    await write(kernel, c.UpdateServer(server_id=identity, **body.model_dump()), ctx)
     _wake(kernel)
-    return {**server_public(await server_doc(kernel, identity)), "status": "ok"}
+    return ServerWritten(**server_public(await server_doc(kernel, identity)).model_dump())
 
 
 @tritons.delete("/{identity}")
-async def delete_triton(identity: str, kernel: KernelDep, ctx: ContextDep) -> dict[str, str]:
+async def delete_triton(identity: str, kernel: KernelDep, ctx: ContextDep) -> Removed:
     """Forget a server; endpoints served there are placed elsewhere."""
     await server_doc(kernel, identity)
-    await write(kernel, SERVERS, identity, c.DeleteServer(server_id=identity), ctx)
+    await write(kernel, c.DeleteServer(server_id=identity), ctx)
     _wake(kernel)
-    return {"status": "ok", "id": identity}
+    return Removed(id=identity)
 
 
 @tritons.post("/{identity}/reconcile")
-async def reconcile_triton(identity: str, kernel: KernelDep) -> dict[str, Any]:
+async def reconcile_triton(identity: str, kernel: KernelDep) -> ServerWritten:
     """Read the server now and reconcile its drift: load what is missing, unload what is not held."""
     await server_doc(kernel, identity)
     worker = service(kernel).worker
     if worker is not None:
         await worker.step()
     await kernel.catch_up()
-    return {**server_public(await server_doc(kernel, identity)), "status": "ok"}
+    return ServerWritten(**server_public(await server_doc(kernel, identity)).model_dump())
 
 
 def _wake(kernel) -> None:
@@ -219,61 +193,67 @@ def _wake(kernel) -> None:
 
 # ---------------------------------------------------------------- models
 
+Holding = dict[str, list[dict[str, Any]]]
 
-async def model_public(kernel, state: ModelState | dict[str, Any]) -> dict[str, Any]:
+
+async def holding(kernel) -> Holding:
+    """Served name → the servers reporting it loaded: one read of the servers projection (kept
+    by the fleet worker), shared by every model of an answer."""
+    servers = (await kernel.docs.query(SERVER_DOCS, {}, limit=10_000)).data
+    found: Holding = {}
+    for server in servers:
+        for name in server["loaded"]:
+            found.setdefault(name, []).append(server)
+    return found
+
+
+def model_public(state: ModelState | dict[str, Any], held: Holding) -> ModelPublic:
     doc = state.to_doc() if isinstance(state, ModelState) else state
-    servers = (await kernel.docs.query(SERVER_DOCS, {}, limit=1000)).data
-    versions = []
-    places: list[dict[str, Any]] = []
+    versions, places = [], []
     for key in sorted(doc["versions"], key=int):
-        record = doc["versions"][key]
-        served = served_name(doc["id"], int(key))
-        on = [s for s in servers if served in s["loaded"]]
+        record, config = doc["versions"][key], doc["versions"][key]["config"]
+        on = held.get(served_name(doc["id"], int(key)), [])
         places += [
-            {"id": s["id"], "ip": s["host"], "port": str(s["port"]), "version": int(key)}
-            for s in on
+            ModelPlace(id=s["id"], ip=s["host"], port=str(s["port"]), version=int(key)) for s in on
         ]
         versions.append(
-            {
-                "version": key,
-                "state": "READY" if on else "UNAVAILABLE",
-                "format": record["format"],
-                "inputs": record["config"].get("inputs", []),
-                "outputs": record["config"].get("outputs", []),
-                "platform": record["config"].get("platform") or record["config"].get("backend", ""),
-                "files": record["files"],
-                "size": record["size"],
-                "key": record["key"],
-                "checkpoint_id": record.get("checkpoint_id"),
-                "created_at": record["created_at"],
-                "inference_count": None,
-                "execution_count": None,
-                "last_inference": None,
-            }
+            ModelVersionPublic(
+                version=key,
+                state="READY" if on else "UNAVAILABLE",
+                format=record["format"],
+                inputs=config.get("inputs", []),
+                outputs=config.get("outputs", []),
+                platform=config.get("platform") or config.get("backend", ""),
+                files=record["files"],
+                size=record["size"],
+                key=record["key"],
+                checkpoint_id=record.get("checkpoint_id"),
+                created_at=record["created_at"],
+            )
         )
     latest = max((int(v) for v in doc["versions"]), default=None)
-    return {
-        "id": doc["id"],
-        "name": doc["name"],
-        "description": doc["description"],
-        "space_id": doc["space_id"],
-        "latest_version": str(latest) if latest else None,
-        "versions": versions,
-        "tritons": places,
-        "path": f"models/{doc['id']}",
-        "state": "READY" if places else "UNAVAILABLE",
-        "inference_count": None,
-        "last_inference": None,
-        "create_at": doc["created_at"],
-        "created_at": doc["created_at"],
-        "updated_at": doc["updated_at"],
-    }
+    return ModelPublic(
+        id=doc["id"],
+        name=doc["name"],
+        description=doc["description"],
+        space_id=doc["space_id"],
+        latest_version=str(latest) if latest else None,
+        versions=versions,
+        tritons=places,
+        path=f"models/{doc['id']}",
+        state="READY" if places else "UNAVAILABLE",
+        create_at=doc["created_at"],
+        created_at=doc["created_at"],
+        updated_at=doc["updated_at"],
+    )
+
+
+async def answer(kernel, state: ModelState, cls: type[ModelPublic] = ModelWritten, **extra: Any):
+    return cls(**model_public(state, await holding(kernel)).model_dump(), **extra)
 
 
 @models.get("")
-async def list_models(
-    request: Request, kernel: KernelDep, principal: PrincipalDep
-) -> dict[str, Any]:
+async def list_models(request: Request, kernel: KernelDep, principal: PrincipalDep) -> ModelList:
     """List the registered models (of the caller's space; every space for an administrator)."""
     space = optional_space(request, principal)
     found = await kernel.docs.query(
@@ -283,13 +263,14 @@ async def list_models(
         descending=True,
         limit=1000,
     )
-    return {"models": [await model_public(kernel, d) for d in found.data], "count": found.count}
+    held = await holding(kernel)
+    return ModelList(models=[model_public(d, held) for d in found.data], count=found.count)
 
 
 @models.post("", status_code=status.HTTP_201_CREATED)
 async def create_model(
     request: Request, kernel: KernelDep, space: Registering, ctx: ContextDep
-) -> dict[str, Any]:
+) -> ModelWritten:
     """Register a model from its files (multipart: `name`, `description`, `files[]`)."""
     serving = service(kernel)
     with workspace() as tmp:
@@ -302,7 +283,7 @@ async def create_model(
         state = await create_registered(
             serving, ctx, space, name, fields.get("description", ""), uploads, Path(tmp)
         )
-    return {**await model_public(kernel, state), "status": "ok"}
+    return await answer(kernel, state)
 
 
 @models.get("/{identity}")
@@ -311,71 +292,77 @@ async def get_model(
     request: Request,
     kernel: KernelDep,
     principal: PrincipalDep,
+    at: AsOfParams,
     triton_id: str | None = None,
-) -> dict[str, Any]:
-    """Get a model, its versions and, per server holding it, the server's own metadata."""
+) -> ModelDetail:
+    """Get a model, its versions and, per server holding it, what that server serves of it
+    (as it is, or as it was: `as_of`, `version`)."""
     state = await model_in(kernel, identity, optional_space(request, principal))
-    public = await model_public(kernel, state)
-    config: dict[str, Any] = {}
-    servers = {p["id"] for p in public["tritons"] if triton_id in (None, p["id"])}
-    for server_id in sorted(servers):
-        doc = await kernel.docs.get(SERVER_DOCS, server_id)
-        if doc is None:
+    held = await holding(kernel)
+    doc: ModelState | dict[str, Any] = state
+    if not at.now:
+        doc = await document_at(kernel.log, kernel.entities[MODEL_KIND], identity, at)
+    public = model_public(doc, held)
+    config: dict[str, ServerModelConfig] = {}
+    for place in public.tritons:
+        if triton_id not in (None, place.id):
             continue
-        client = connect(doc["kind"], doc["host"], doc["port"], doc["repository"])
-        try:
-            metas = [
-                await client.metadata(served_name(identity, int(v)))
-                for v in state.versions
-                if served_name(identity, int(v)) in doc["loaded"]
-            ]
-        except ServerError as exc:
-            metas = [{"error": str(exc)}]
-        finally:
-            await client.close()
-        config[f"{doc['host']}:{doc['port']}"] = {
-            "name": state.name,
-            "versions": sorted({v for m in metas for v in m.get("versions", [])}),
-            "platform": next((m.get("platform") for m in metas if m.get("platform")), ""),
-            "inputs": metas[-1].get("inputs", []) if metas else [],
-            "outputs": metas[-1].get("outputs", []) if metas else [],
-        }
-    return {**public, "config": config}
+        address = f"{place.ip}:{place.port}"
+        record = state.versions.get(str(place.version), {}).get("config", {})
+        seen = config.get(address)
+        config[address] = ServerModelConfig(
+            name=state.name,
+            versions=sorted({*(seen.versions if seen else []), str(place.version)}, key=int),
+            platform=record.get("platform") or record.get("backend", ""),
+            inputs=record.get("inputs", []),
+            outputs=record.get("outputs", []),
+        )
+    return ModelDetail(**public.model_dump(), config=config)
+
+
+@models.get("/{identity}/history")
+async def model_history(
+    identity: str,
+    request: Request,
+    kernel: KernelDep,
+    principal: PrincipalDep,
+    limit: HistoryLimit = 20,
+    after: HistoryAfter = 0,
+) -> HistoryPage:
+    """A model's changes, oldest first: registration, renames, versions added and deleted."""
+    await model_in(kernel, identity, optional_space(request, principal))
+    return await entity_history(
+        kernel.log, kernel.entities[MODEL_KIND], identity, limit=limit, after=after
+    )
 
 
 @models.patch("/{identity}")
 async def update_model(
     identity: str, request: Request, kernel: KernelDep, space: Changing, ctx: ContextDep
-) -> dict[str, Any]:
+) -> VersionWritten | ModelWritten:
     """Rename or describe a model (JSON), or upload its next version (multipart `Files[]`)."""
     state = await model_in(kernel, identity, space)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        return await _new_version(identity, request, kernel, ctx, state)
+        return await _new_version(request, kernel, ctx, state)
     try:
         body = ModelUpdate.model_validate(await request.json())
     except ValueError as exc:
         raise Invalid(
             f"send a JSON object with 'name' or 'description': {exc}"[:500], field="body"
         ) from None
-    state = await write(
-        kernel,
-        MODELS,
-        identity,
-        c.UpdateModel(model_id=identity, **body.model_dump()),
-        ctx,
-        state.space_id,
-    )
-    return {**await model_public(kernel, state), "status": "ok"}
+    command = c.UpdateModel(model_id=identity, **body.model_dump())
+    state = await write(kernel, command, ctx, state.space_id)
+    return await answer(kernel, state)
 
 
 @models.delete("/{identity}")
 async def delete_model(
     identity: str, kernel: KernelDep, space: Deleting, ctx: ContextDep
-) -> dict[str, str]:
+) -> Removed:
     """Delete a model; its files stay in the artifact store for the versions' history."""
     state = await model_in(kernel, identity, space)
-    await write(kernel, MODELS, identity, c.DeleteModel(model_id=identity), ctx, state.space_id)
-    return {"status": "ok", "id": identity}
+    await write(kernel, c.DeleteModel(model_id=identity), ctx, state.space_id)
+    return Removed(id=identity)
 
 
 @models.post("/{identity}/load")
@@ -386,39 +373,28 @@ async def load_model(
     kernel: KernelDep,
     principal: AdminDep,
     ctx: ContextDep,
-) -> dict[str, Any]:
+) -> PlacementOutcome:
     """Load a version (default the latest) of the model on a server; the answer waits for it."""
     state = await model_in(kernel, identity, optional_space(request, principal))
     version = _version(state, body.version)
     await server_doc(kernel, body.triton_id)
     name = served_name(identity, version)
-    await write(
-        kernel,
-        SERVERS,
-        body.triton_id,
-        c.RequestPlacement(
-            server_id=body.triton_id,
-            served_name=name,
-            model_id=identity,
-            version=version,
-            space_id=state.space_id,
-            holder=ADMIN_HOLDER,
-        ),
-        ctx,
+    command = c.RequestPlacement(
+        server_id=body.triton_id,
+        served_name=name,
+        model_id=identity,
+        version=version,
+        space_id=state.space_id,
+        holder=ADMIN_HOLDER,
     )
+    await write(kernel, command, ctx)
     placement = await _settle(kernel, body.triton_id, name)
     if placement.get("status") == "failed":
-        return {
-            "status": "failed",
-            "error": placement.get("error"),
-            "served_name": name,
-            "version": version,
-        }
-    return {
-        "status": "ok" if placement.get("status") == "loaded" else "pending",
-        "served_name": name,
-        "version": version,
-    }
+        return PlacementOutcome(
+            status="failed", error=placement.get("error"), served_name=name, version=version
+        )
+    done = "ok" if placement.get("status") == "loaded" else "pending"
+    return PlacementOutcome(status=done, served_name=name, version=version)
 
 
 @models.post("/{identity}/unload")
@@ -429,26 +405,18 @@ async def unload_model(
     kernel: KernelDep,
     principal: AdminDep,
     ctx: ContextDep,
-) -> dict[str, Any]:
+) -> PlacementOutcome:
     """Release the administrator's load of a version; it is unloaded once no endpoint holds it."""
     state = await model_in(kernel, identity, optional_space(request, principal))
     version = _version(state, body.version)
     await server_doc(kernel, body.triton_id)
     name = served_name(identity, version)
-    await write(
-        kernel,
-        SERVERS,
-        body.triton_id,
-        c.ReleasePlacement(server_id=body.triton_id, served_name=name, holder=ADMIN_HOLDER),
-        ctx,
-    )
+    command = c.ReleasePlacement(server_id=body.triton_id, served_name=name, holder=ADMIN_HOLDER)
+    await write(kernel, command, ctx)
     placement = await _settle(kernel, body.triton_id, name)
-    return {
-        "status": "ok",
-        "served_name": name,
-        "version": version,
-        "held_by": placement.get("holders", []),
-    }
+    return PlacementOutcome(
+        status="ok", served_name=name, version=version, held_by=placement.get("holders", [])
+    )
 
 
 def _version(state: ModelState, version: int | None) -> int:
@@ -481,30 +449,28 @@ async def _settle(kernel, server_id: str, name: str, timeout_s: float = 30.0) ->
 @models.get("/{identity}/versions")
 async def list_versions(
     identity: str, request: Request, kernel: KernelDep, principal: PrincipalDep
-) -> dict[str, Any]:
+) -> VersionList:
     """List a model's versions."""
     state = await model_in(kernel, identity, optional_space(request, principal))
-    return {"versions": (await model_public(kernel, state))["versions"]}
+    return VersionList(versions=model_public(state, await holding(kernel)).versions)
 
 
 @models.post("/{identity}/versions", status_code=status.HTTP_201_CREATED)
 async def create_version(
     identity: str, request: Request, kernel: KernelDep, space: Changing, ctx: ContextDep
-) -> dict[str, Any]:
+) -> VersionWritten:
     """Upload the model's next version (multipart `Files[]`)."""
     state = await model_in(kernel, identity, space)
-    return await _new_version(identity, request, kernel, ctx, state)
+    return await _new_version(request, kernel, ctx, state)
 
 
-async def _new_version(
-    identity: str, request: Request, kernel, ctx, state: ModelState
-) -> dict[str, Any]:
+async def _new_version(request: Request, kernel, ctx, state: ModelState) -> VersionWritten:
     serving = service(kernel)
     with workspace() as tmp:
         uploads, _ = await receive_files(request, serving.settings, Path(tmp))
         state = await add_version(serving, ctx, state, uploads, Path(tmp))
-    public = await model_public(kernel, state)
-    return {**public, "status": "ok", "version": public["latest_version"]}
+    public = model_public(state, await holding(kernel))
+    return VersionWritten(**public.model_dump(), version=public.latest_version)
 
 
 @models.delete("/{identity}/versions")
@@ -514,34 +480,15 @@ async def delete_version(
     space: Deleting,
     ctx: ContextDep,
     version: Annotated[int | None, Query(ge=1)] = None,
-) -> dict[str, Any]:
+) -> VersionRemoved:
     """Delete a version (`?version=`, default the latest)."""
     state = await model_in(kernel, identity, space)
     chosen = _version(state, version)
-    await write(
-        kernel,
-        MODELS,
-        identity,
-        c.DeleteVersion(model_id=identity, version=chosen),
-        ctx,
-        state.space_id,
-    )
-    return {"status": "ok", "version": str(chosen)}
+    await write(kernel, c.DeleteVersion(model_id=identity, version=chosen), ctx, state.space_id)
+    return VersionRemoved(version=str(chosen))
 
 
 # ---------------------------------------------------------------- seed 003
-
-
-class InferenceModel(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    id: str
-    name: str
-    description: str = ""
-    space_id: str
-    latest_version: int | None = None
-    created_at: str
-    updated_at: str
 
 
 @inference_models.get("")

@@ -16,6 +16,8 @@ from mlplane.service import Service
 
 from .settings import ServingSettings
 
+MODEL_KIND, SERVER_KIND = "model", "server"
+
 
 def _routers():
     from .api import inference_models, models, tritons
@@ -38,7 +40,7 @@ async def register_local(kernel: Kernel, settings: ServingSettings):
     """The managed local server, registered under an id of this home folder (so a restart finds
     it again) on its previous port while that is free."""
     from . import commands as c
-    from .handlers import SERVERS, decide
+    from .handlers import SERVERS
     from .mlserver import ManagedMLServer, port_free
 
     home = kernel.settings.home.resolve()
@@ -68,20 +70,20 @@ async def register_local(kernel: Kernel, settings: ServingSettings):
         command = c.UpdateServer(
             server_id=server_id, host="127.0.0.1", port=local.port, repository=repository
         )
-    await aggregates.execute(kernel.log, SERVERS, server_id, decide, command, ctx)
+    await kernel.execute(command, ctx)
     return local, server_id
 
 
 async def _wire(kernel: Kernel) -> None:
-    from .views import SETTINGS, STORE
+    from .services import SETTINGS, STORE
 
     store = adapters.artifact_store(kernel.settings.artifacts)
     kernel.extensions[STORE], kernel.extensions[SETTINGS] = store, ServingSettings()
 
 
 async def _on_start(kernel: Kernel) -> None:
-    from .views import SETTINGS, STORE
-    from .workers import FleetWorker
+    from .services import SETTINGS, STORE, service
+    from .workers import FleetWorker, ImportWorker
 
     store, settings = kernel.extensions[STORE], kernel.extensions[SETTINGS]
     local, local_id = None, ""
@@ -89,6 +91,25 @@ async def _on_start(kernel: Kernel) -> None:
         local, local_id = await register_local(kernel, settings)
     worker = FleetWorker(kernel, store, settings, local, local_id)
     await worker.start()
+    await ImportWorker(kernel, service(kernel)).start()
+
+
+def _commands():
+    from .handlers import COMMAND_HANDLERS
+
+    return COMMAND_HANDLERS
+
+
+def _entities():
+    from mlplane.history import EntityKind
+
+    from .handlers import MODELS, SERVERS
+    from .projections import Models, Servers
+
+    return [
+        EntityKind(MODEL_KIND, MODELS, Models(), "/api/models/{identity}"),
+        EntityKind(SERVER_KIND, SERVERS, Servers(), "/api/tritons/{identity}"),
+    ]
 
 
 SERVICE = Service(
@@ -98,4 +119,6 @@ SERVICE = Service(
     wire=_wire,
     on_start=_on_start,
     body_limits=_body_limits,
+    commands=_commands,
+    entities=_entities,
 )

@@ -5,11 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
-
-class Command(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from mlplane.commands import Command
 
 
 class CreateModel(Command):
@@ -113,3 +109,12 @@ class RecordLoadFailed(Command):
 class RecordUnloaded(Command):
     server_id: str
     served_name: str
+
+
+class RecordImportFailed(Command):
+    """A checkpoint an endpoint named could not be registered as model `model_id`."""
+
+    model_id: str
+    checkpoint_id: str
+    space_id: str
+    error: str

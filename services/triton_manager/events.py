@@ -11,11 +11,25 @@ the registry's routes). The version is wanted on the server while anyone holds i
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from mlplane.events import Event, registry
 
 TOPIC = "models"
+SERVED_PREFIX = "mlp-"
+
+
+def served_name(model_id: str, version: int) -> str:
+    """The name a model version is served under: unique to that version on every server."""
+    return f"{SERVED_PREFIX}{model_id}-{version}"
+
+
+def checkpoint_model_id(checkpoint_id: str) -> str:
+    """The id of the model a training checkpoint is registered as (one checkpoint, one model):
+    an endpoint deployed from a checkpoint names it, and this context registers it on seeing
+    that endpoint (see docs/serving.md)."""
+    return hashlib.sha256(f"checkpoint/{checkpoint_id}".encode()).hexdigest()[:32]
 
 
 def _event(name: str):
@@ -69,6 +83,17 @@ class ModelVersionAdded(Event):
 class ModelVersionDeleted(Event):
     model_id: str
     version: int
+
+
+@_event("ModelImportFailed")
+class ModelImportFailed(Event):
+    """A training checkpoint an endpoint named could not be registered as model `model_id`
+    (its files are gone, or it cannot be served): the endpoints waiting for it fail."""
+
+    model_id: str
+    checkpoint_id: str
+    space_id: str
+    error: str
 
 
 # ---------------------------------------------------------------- servers

@@ -12,19 +12,16 @@ from __future__ import annotations
 from typing import Any
 
 from mlplane.aggregates import Aggregate, State, stamp
+from mlplane.commands import Handler, decider
 from mlplane.errors import Conflict, NotFound
 from mlplane.events import Envelope, Event
 
 from . import commands as c
 from . import events as e
+from .events import SERVED_PREFIX, served_name
 
 PENDING, LOADED, FAILED, UNLOADED = "pending", "loaded", "failed", "unloaded"
-SERVED_PREFIX = "mlp-"
-
-
-def served_name(model_id: str, version: int) -> str:
-    """The name a model version is served under: unique to that version on every server."""
-    return f"{SERVED_PREFIX}{model_id}-{version}"
+__all__ = ["COMMAND_HANDLERS", "MODELS", "SERVED_PREFIX", "SERVERS", "decide", "served_name"]
 
 
 # ---------------------------------------------------------------- models
@@ -134,6 +131,12 @@ def delete_version(state: ModelState, cmd: c.DeleteVersion) -> list[Event]:
     if str(cmd.version) not in state.versions:
         raise NotFound(f"model {cmd.model_id!r} has no version {cmd.version}")
     return [e.ModelVersionDeleted(model_id=cmd.model_id, version=cmd.version)]
+
+
+def record_import_failed(state: ModelState, cmd: c.RecordImportFailed) -> list[Event]:
+    if state.live:
+        return []
+    return [e.ModelImportFailed(**cmd.model_dump())]
 
 
 # ---------------------------------------------------------------- servers
@@ -418,24 +421,24 @@ def record_unloaded(state: ServerState, cmd: c.RecordUnloaded) -> list[Event]:
 MODELS = Aggregate("model", ModelState(), evolve_model)
 SERVERS = Aggregate("server", ServerState(), evolve_server)
 
-HANDLERS: dict[type, Any] = {
-    c.CreateModel: create_model,
-    c.UpdateModel: update_model,
-    c.DeleteModel: delete_model,
-    c.AddVersion: add_version,
-    c.DeleteVersion: delete_version,
-    c.RegisterServer: register_server,
-    c.UpdateServer: update_server,
-    c.DeleteServer: delete_server,
-    c.RecordHealth: record_health,
-    c.ObserveModels: observe_models,
-    c.RequestPlacement: request_placement,
-    c.ReleasePlacement: release_placement,
-    c.RecordLoaded: record_loaded,
-    c.RecordLoadFailed: record_load_failed,
-    c.RecordUnloaded: record_unloaded,
+COMMAND_HANDLERS = {
+    c.CreateModel: Handler(MODELS, create_model, "model_id"),
+    c.UpdateModel: Handler(MODELS, update_model, "model_id"),
+    c.DeleteModel: Handler(MODELS, delete_model, "model_id"),
+    c.AddVersion: Handler(MODELS, add_version, "model_id"),
+    c.DeleteVersion: Handler(MODELS, delete_version, "model_id"),
+    c.RecordImportFailed: Handler(MODELS, record_import_failed, "model_id"),
+    c.RegisterServer: Handler(SERVERS, register_server, "server_id"),
+    c.UpdateServer: Handler(SERVERS, update_server, "server_id"),
+    c.DeleteServer: Handler(SERVERS, delete_server, "server_id"),
+    c.RecordHealth: Handler(SERVERS, record_health, "server_id"),
+    c.ObserveModels: Handler(SERVERS, observe_models, "server_id"),
+    c.RequestPlacement: Handler(SERVERS, request_placement, "server_id"),
+    c.ReleasePlacement: Handler(SERVERS, release_placement, "server_id"),
+    c.RecordLoaded: Handler(SERVERS, record_loaded, "server_id"),
+    c.RecordLoadFailed: Handler(SERVERS, record_load_failed, "server_id"),
+    c.RecordUnloaded: Handler(SERVERS, record_unloaded, "server_id"),
 }
 
-
-def decide(state: Any, command: c.Command) -> list[Event]:
-    return HANDLERS[type(command)](state, command)
+decide = decider(COMMAND_HANDLERS)
+"""The events a command causes on a state already held: for tests and callers that hold one."""

@@ -4,7 +4,9 @@ Desired state (placements someone holds) and observed state (health and what eac
 reported loaded) are separate projections of the servers' streams; the servers projection has
 the registration and the drift between the two. Demands are what endpoints ask of the fleet —
 a model version, how many replicas, on which servers — folded from the endpoint context's
-events, so the fleet converges on them without reading another service's tables.
+events, so the fleet converges on them without reading another service's tables; checkpoints
+are the training context's, folded from its events, so a checkpoint an endpoint names can be
+registered as a model here.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from mlplane.events import Envelope
 from mlplane.projections import Projection
 
 from services.inference_deploy import events as d
+from services.training import events as t
 
 from . import events as e
 from .handlers import ModelState, ServerState, evolve_model, evolve_server
@@ -26,6 +29,7 @@ SERVERS = "serving_servers"
 DESIRED = "serving_desired"
 OBSERVED = "serving_observed"
 DEMANDS = "serving_demands"
+CHECKPOINTS = "serving_checkpoints"
 
 SERVER_EVENTS = (
     e.ServerRegistered,
@@ -152,5 +156,25 @@ class Demands(Projection):
         }
 
 
+class Checkpoints(Projection):
+    """Per training checkpoint: where its files are, so it can be registered as a model."""
+
+    name = CHECKPOINTS
+    handles = _types(t.CheckpointCreated)
+
+    def key(self, event: Envelope) -> str:
+        return event.data.checkpoint_id
+
+    def evolve(self, doc: Doc | None, event: Envelope) -> Doc | None:
+        data = event.data
+        return {
+            "checkpoint_id": data.checkpoint_id,
+            "space_id": data.space_id,
+            "name": data.name,
+            "format": data.format,
+            "key": data.key,
+        }
+
+
 def projections() -> list[Projection]:
-    return [Models(), Servers(), Desired(), Observed(), Demands()]
+    return [Models(), Servers(), Desired(), Observed(), Demands(), Checkpoints()]

@@ -26,11 +26,6 @@ class ServingSettings(BaseSettings):
     """How often each server's health and loaded models are read."""
     max_model_bytes: int = 512 << 20
     max_files: int = 100
-    runtime: str = "local://"
-    """Where new endpoints run unless a request names another: local:// or kubernetes://"""
-    triton_image: str = "nvcr.io/nvidia/tritonserver:24.08-py3"
-    namespace: str = "default"
-    kube_poll_s: float = 2.0
 
     @field_validator("local_server")
     @classmethod

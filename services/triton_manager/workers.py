@@ -12,7 +12,13 @@ Each step (every `poll_s`, or at once when a placement or an endpoint changes on
    that nobody holds, each outcome an event.
 
 The managed local server is started on first use (its first placement), so a platform that
-never serves a model never starts it.
+never serves a model never starts it. Step 1 is a pure policy, `placements(demands, servers,
+registered) -> commands`; a demand whose model version is not registered yet (an endpoint
+deployed from a checkpoint the import worker is still registering) waits for it.
+
+The import worker follows the endpoint topic: `import_policy(event, registered)` says which
+checkpoint an endpoint names that is not yet a model here, and it registers it
+(`services.import_checkpoint`): `ModelCreated`, `ModelVersionAdded`, or `ModelImportFailed`.
 """
 
 from __future__ import annotations
@@ -22,22 +28,27 @@ import contextlib
 import logging
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlplane import aggregates
 from mlplane.bus import topic_name
+from mlplane.deps import in_space
+from mlplane.errors import Conflict
 from mlplane.eventlog import Context
-from mlplane.events import StoredEvent
+from mlplane.events import Event, StoredEvent
 from mlplane.kernel import Kernel
 
 from services.inference_deploy import events as d
 
 from . import commands as c
 from . import events as e
-from .handlers import FAILED, MODELS, SERVED_PREFIX, SERVERS, ServerState, decide
+from .events import checkpoint_model_id
+from .handlers import FAILED, MODELS, SERVED_PREFIX, ServerState
 from .mlserver import ManagedMLServer
-from .projections import DEMANDS
+from .projections import CHECKPOINTS, DEMANDS
+from .projections import MODELS as MODEL_DOCS
 from .projections import SERVERS as SERVER_DOCS
 from .servers import ServerError, TritonServer, connect
 from .settings import ServingSettings
@@ -51,6 +62,7 @@ WAKERS = {
     e.PlacementRequested.type_name,
     e.PlacementReleased.type_name,
     e.ServerRegistered.type_name,
+    e.ModelVersionAdded.type_name,
     d.EndpointDeployed.type_name,
     d.EndpointReconfigured.type_name,
     d.EndpointRolledOut.type_name,
@@ -70,6 +82,130 @@ def matches(server: dict[str, Any], selector: dict[str, str]) -> bool:
         "id": server["id"],
     }
     return all(labels.get(k) == v for k, v in selector.items())
+
+
+def placements(
+    demands: list[dict[str, Any]], servers: list[dict[str, Any]], registered: set[str]
+) -> list[c.Command]:
+    """The placements to request and release so the fleet holds what endpoints on `local://`
+    demand: `replicas` servers matching the selector (ready ones first, the least busy first)
+    for each demand whose version is `registered`; once an endpoint has rolled out a version,
+    its placements of others are released, as are those of endpoints that are gone."""
+    local = [x for x in demands if x.get("runtime", "local://") == "local://"]
+    commands: list[c.Command] = []
+    for demand in local:
+        if demand["served_name"] in registered:
+            commands += _place(demand, servers)
+    wanted = {holder_of(x["endpoint_id"]): x for x in local}
+    for server in servers:
+        for name, placement in server["placements"].items():
+            for holder in placement["holders"]:
+                if not holder.startswith(ENDPOINT_HOLDER):
+                    continue
+                demand = wanted.get(holder)
+                stale = demand is None or (
+                    name != demand["served_name"]
+                    and demand.get("rolled_out") == demand["served_name"]
+                )
+                if stale:
+                    commands.append(
+                        c.ReleasePlacement(server_id=server["id"], served_name=name, holder=holder)
+                    )
+    return commands
+
+
+def _place(demand: dict[str, Any], servers: list[dict[str, Any]]) -> list[c.Command]:
+    holder, name = holder_of(demand["endpoint_id"]), demand["served_name"]
+    holding = [s for s in servers if holder in s["placements"].get(name, {}).get("holders", [])]
+    missing = int(demand.get("replicas", 1)) - len(holding)
+    if missing <= 0:
+        return []
+    held = {s["id"] for s in holding}
+    candidates = [
+        s
+        for s in servers
+        if s["id"] not in held
+        and matches(s, demand.get("selector", {}))
+        and (s["ready"] or s["managed"])
+    ]
+    candidates.sort(key=lambda s: (not s["ready"], len(s["placements"])))
+    return [
+        c.RequestPlacement(
+            server_id=server["id"],
+            served_name=name,
+            model_id=demand["model_id"],
+            version=demand["version"],
+            space_id=demand.get("space_id", ""),
+            holder=holder,
+        )
+        for server in candidates[:missing]
+    ]
+
+
+@dataclass(frozen=True)
+class ImportCheckpoint:
+    """The import worker's instruction: register checkpoint `checkpoint_id` as `model_id`."""
+
+    checkpoint_id: str
+    model_id: str
+
+
+def import_policy(event: Event, registered: bool) -> list[ImportCheckpoint]:
+    """An endpoint deployed (or changed) to serve a checkpoint that is not a model here yet."""
+    if not isinstance(event, (d.EndpointDeployed, d.EndpointReconfigured)):
+        return []
+    checkpoint, model = event.spec.get("checkpoint_id"), event.spec.get("model_id")
+    if not checkpoint or model != checkpoint_model_id(checkpoint) or registered:
+        return []
+    return [ImportCheckpoint(checkpoint_id=checkpoint, model_id=model)]
+
+
+class ImportWorker:
+    """Registers the checkpoints endpoints name (see `import_policy`)."""
+
+    def __init__(self, kernel: Kernel, serving: Any) -> None:
+        self.kernel = kernel
+        self.serving = serving
+        self.ctx = Context(actor="system", source="mlplane/triton-manager")
+
+    async def start(self) -> None:
+        await self.kernel.bus.subscribe("serving-import", [topic_name(d.TOPIC)], self.on_event)
+
+    async def on_event(self, stored: StoredEvent) -> None:
+        if stored.type not in (d.EndpointDeployed.type_name, d.EndpointReconfigured.type_name):
+            return
+        env = await self.kernel.log.decode(stored)
+        for step in import_policy(env.data, registered=False):
+            state, _ = await aggregates.load(self.kernel.log, MODELS, step.model_id)
+            if not import_policy(env.data, registered=bool(state.id)):
+                continue
+            await self.run(step)
+
+    async def run(self, step: ImportCheckpoint) -> None:
+        from .services import import_checkpoint
+
+        doc = await self.kernel.docs.get(CHECKPOINTS, step.checkpoint_id)
+        if doc is None:
+            await self.kernel.catch_up(CHECKPOINTS)
+            doc = await self.kernel.docs.get(CHECKPOINTS, step.checkpoint_id)
+        if doc is None:  # the bus retries, then parks the event with this reason
+            raise LookupError(f"checkpoint {step.checkpoint_id!r} is not known here yet")
+        ctx = in_space(self.ctx, doc["space_id"])
+        try:
+            await import_checkpoint(self.serving, ctx, doc)
+        except Conflict:
+            return  # registered meanwhile by another delivery
+        except Exception as exc:  # noqa: BLE001 - recorded as the import's outcome
+            log.warning("checkpoint %s could not be registered: %s", step.checkpoint_id, exc)
+            await self.kernel.execute(
+                c.RecordImportFailed(
+                    model_id=step.model_id,
+                    checkpoint_id=step.checkpoint_id,
+                    space_id=doc["space_id"],
+                    error=str(exc)[:500],
+                ),
+                ctx,
+            )
 
 
 class FleetWorker:
@@ -140,7 +276,7 @@ class FleetWorker:
 
     async def step(self) -> None:
         async with self._step_lock:
-            await self.kernel.catch_up(SERVER_DOCS, DEMANDS)
+            await self.kernel.catch_up(SERVER_DOCS, DEMANDS, MODEL_DOCS)
             servers = await self._servers()
             if await self.converge(servers):
                 await self.kernel.catch_up(SERVER_DOCS)
@@ -151,70 +287,20 @@ class FleetWorker:
         return (await self.kernel.docs.query(SERVER_DOCS, {}, sort="created_at", limit=10_000)).data
 
     async def execute(self, command: c.Command) -> Any:
-        aggregate, entity = (
-            (MODELS, command.model_id)
-            if hasattr(command, "model_id") and not hasattr(command, "server_id")
-            else (SERVERS, command.server_id)
-        )
-        return await aggregates.execute(
-            self.kernel.log, aggregate, entity, decide, command, self.ctx
-        )
+        return await self.kernel.execute(command, self.ctx)
 
     # ------------------------------------------------------------ demands → placements
 
     async def converge(self, servers: list[dict[str, Any]]) -> bool:
         demands = (await self.kernel.docs.query(DEMANDS, {}, limit=10_000)).data
-        changed = False
-        local = [x for x in demands if x.get("runtime", "local://") == "local://"]
-        for demand in local:
-            changed |= await self._place(demand, servers)
-        wanted = {holder_of(x["endpoint_id"]): x for x in local}
-        for server in servers:
-            for name, placement in server["placements"].items():
-                for holder in placement["holders"]:
-                    if not holder.startswith(ENDPOINT_HOLDER):
-                        continue
-                    demand = wanted.get(holder)
-                    stale = demand is None or (
-                        name != demand["served_name"]
-                        and demand.get("rolled_out") == demand["served_name"]
-                    )
-                    if stale:
-                        await self.execute(
-                            c.ReleasePlacement(
-                                server_id=server["id"], served_name=name, holder=holder
-                            )
-                        )
-                        changed = True
-        return changed
-
-    async def _place(self, demand: dict[str, Any], servers: list[dict[str, Any]]) -> bool:
-        holder, name = holder_of(demand["endpoint_id"]), demand["served_name"]
-        holding = [s for s in servers if holder in s["placements"].get(name, {}).get("holders", [])]
-        missing = int(demand.get("replicas", 1)) - len(holding)
-        if missing <= 0:
-            return False
-        held = {s["id"] for s in holding}
-        candidates = [
-            s
-            for s in servers
-            if s["id"] not in held
-            and matches(s, demand.get("selector", {}))
-            and (s["ready"] or s["managed"])
-        ]
-        candidates.sort(key=lambda s: (not s["ready"], len(s["placements"])))
-        for server in candidates[:missing]:
-            await self.execute(
-                c.RequestPlacement(
-                    server_id=server["id"],
-                    served_name=name,
-                    model_id=demand["model_id"],
-                    version=demand["version"],
-                    space_id=demand.get("space_id", ""),
-                    holder=holder,
-                )
-            )
-        return bool(candidates)
+        registered: set[str] = set()
+        for model_id in {x["model_id"] for x in demands}:
+            doc = await self.kernel.docs.get(MODEL_DOCS, model_id)
+            registered |= {v["served_name"] for v in (doc or {}).get("versions", {}).values()}
+        commands = placements(demands, servers, registered)
+        for command in commands:
+            await self.execute(command)
+        return bool(commands)
 
     # ------------------------------------------------------------ one server
 

@@ -1,5 +1,8 @@
-"""What the serving routes share: the service's objects in this process, the caller's space,
-writes that answer with their own result, and the registry's upload path."""
+"""Use cases of the model registry beyond one command, and what the routes share: the service's
+objects in this process, the caller's space, writes that answer with their own result, the
+upload path, and registering a training checkpoint as a model (`import_checkpoint`, run by the
+import worker when an endpoint names a checkpoint). Every write goes through `kernel.execute`;
+tests drive these without HTTP against an in-memory kernel."""
 
 from __future__ import annotations
 
@@ -20,7 +23,8 @@ from mlplane.kernel import Kernel
 from starlette.datastructures import UploadFile
 
 from . import commands as c
-from .handlers import MODELS, ModelState, decide, model_not_found
+from .events import checkpoint_model_id
+from .handlers import MODELS, ModelState, model_not_found
 from .repository import ModelTooLarge, Upload, invalid, prepare, version_key
 from .settings import ServingSettings
 
@@ -72,17 +76,11 @@ def registry_space(permission: Permission | None = None) -> Any:
 
 
 async def write(
-    kernel: Kernel,
-    aggregate,
-    entity_id: str,
-    command: c.Command,
-    ctx: Context,
-    space_id: str | None = None,
+    kernel: Kernel, command: c.Command, ctx: Context, space_id: str | None = None
 ) -> Any:
+    """Execute `command` (in `space_id` when given) and answer the entity's new state."""
     context = in_space(ctx, space_id) if space_id else ctx
-    outcome = await aggregates.execute(kernel.log, aggregate, entity_id, decide, command, context)
-    await kernel.catch_up()
-    return outcome.state
+    return (await kernel.execute(command, context)).state
 
 
 async def model_in(kernel: Kernel, model_id: str, space: str | None) -> ModelState:
@@ -160,7 +158,7 @@ async def add_version(
             checkpoint_id=checkpoint_id,
             source=source,
         )
-        return await write(serving.kernel, MODELS, model.id, command, ctx, model.space_id)
+        return await write(serving.kernel, command, ctx, model.space_id)
     except BaseException:
         for name in prepared.files:
             await _forget(serving.store, f"{key}/{name}")
@@ -193,8 +191,6 @@ async def create_model(
     try:
         await write(
             serving.kernel,
-            MODELS,
-            model_id,
             c.CreateModel(model_id=model_id, space_id=space, name=name, description=description),
             ctx,
             space,
@@ -209,7 +205,7 @@ async def create_model(
             config=prepared.config,
             **version,
         )
-        return await write(serving.kernel, MODELS, model_id, command, ctx, space)
+        return await write(serving.kernel, command, ctx, space)
     except BaseException:
         for file in prepared.files:
             await _forget(serving.store, f"{key}/{file}")
@@ -218,3 +214,38 @@ async def create_model(
 
 def workspace() -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix="mlplane-model-")
+
+
+SKIPPED = ("model-settings.json",)
+
+
+async def import_checkpoint(
+    serving: Serving, ctx: Context, checkpoint: dict[str, Any]
+) -> ModelState:
+    """Register a training checkpoint (`serving_checkpoints` document) as a model with one
+    version. Its files are already in the model-repository layout under the checkpoint's key;
+    the model's id derives from the checkpoint's, so a checkpoint is registered once."""
+    model_id = checkpoint_model_id(checkpoint["checkpoint_id"])
+    state, _ = await aggregates.load(serving.kernel.log, MODELS, model_id)
+    if state.id:
+        return state
+    with workspace() as tmp:
+        folder = Path(tmp) / "checkpoint"
+        await serving.store.get_tree(checkpoint["key"], folder)
+        uploads = [
+            Upload(p.relative_to(folder).as_posix(), p)
+            for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name not in SKIPPED
+        ]
+        return await create_model(
+            serving,
+            ctx,
+            checkpoint["space_id"],
+            checkpoint["name"],
+            f"from checkpoint {checkpoint['checkpoint_id']}",
+            uploads,
+            Path(tmp),
+            checkpoint_id=checkpoint["checkpoint_id"],
+            source="checkpoint",
+            model_id=model_id,
+        )
