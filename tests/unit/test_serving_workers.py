@@ -91,15 +91,15 @@ def test_an_endpoint_of_a_registered_model_made_from_a_checkpoint_imports_nothin
 
 
 def endpoint(**changes) -> EndpointState:
-    base = dict(
-        id="e1",
-        space_id="s1",
-        name="n",
-        phase="pending",
-        spec={"served_name": NAME, "model_id": "m1"},
-        revision_id="r1",
-        revision=1,
-    )
+    base = {
+        "id": "e1",
+        "space_id": "s1",
+        "name": "n",
+        "phase": "pending",
+        "spec": {"served_name": NAME, "model_id": "m1"},
+        "revision_id": "r1",
+        "revision": 1,
+    }
     return EndpointState(**{**base, **changes})
 
 
