@@ -15,15 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
-import platform
-import shutil
 import signal
-import sys
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -39,20 +34,16 @@ from mlplane.settings import Settings
 from . import commands as c
 from . import events as e
 from .adapters.logs import LogWriter
-from .adapters.outputs import collect, model_name, read_metrics
-from .adapters.runtime import Exit, JobHooks, JobSpec, LocalRuntime, Runtime, supervise
-from .adapters.sources import open_source
-from .bundles import fetch_parts
-from .connectors import folder_name
-from .handlers import ACTIVE, CONNECTORS, QUEUED, TRAININGS, TrainingState
+from .adapters.outputs import collect, read_metrics
+from .adapters.runtime import Exit, JobHooks, JobSpec, LocalRuntime, Runtime
+from .adapters.workspace import KUBERNETES, Workspace, environment, model_slug
+from .handlers import ACTIVE, CONNECTORS, QUEUED, TRAININGS, ConnectorState, TrainingState
 from .projections import TRAININGS as TRAINING_DOCS
 from .services import WORKER
 from .settings import TrainingSettings
 
 log = logging.getLogger("mlplane.training")
 
-PACKAGES = ("numpy", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "joblib")
-KUBERNETES = "kubernetes://"
 
 # ---------------------------------------------------------------- policy
 
@@ -121,24 +112,6 @@ def on_exit(state: TrainingState, exit_: Exit) -> list[Command]:
 # ---------------------------------------------------------------- the I/O around it
 
 
-def environment(runtime: str, job: JobSpec) -> dict[str, Any]:
-    versions = {}
-    for name in PACKAGES:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            versions[name] = metadata.version(name)
-    env = {
-        "runtime": runtime,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "packages": versions,
-        "cpu": job.cpu,
-        "memory_mb": job.memory_mb,
-        "gpu": job.gpu,
-        "timeout_s": job.timeout_s,
-    }
-    return {**env, "image": job.image} if job.image else env
-
-
 class Hooks(JobHooks):
     def __init__(
         self,
@@ -188,7 +161,8 @@ class TrainingWorker:
         self.store = store
         self.runtimes = runtimes
         self.runner = training.runner(settings.home)
-        self.jobs_dir = (settings.home / "training" / "jobs").resolve()
+        self.workspace = Workspace(store, settings, training, self.connector)
+        self.jobs_dir = self.workspace.jobs_dir
         self.slots = asyncio.Semaphore(training.slots)
         self.tasks: dict[str, asyncio.Task] = {}
         self.running_on: dict[str, Runtime] = {}
@@ -320,9 +294,9 @@ class TrainingWorker:
         try:
             await logs.line("runner", f"building on {self.runner} ({runtime.scheme})")
             if isinstance(runtime, LocalRuntime):
-                job = await self.prepare(state, logs)
+                job = await self.workspace.prepare(state, logs)
             else:
-                job = self.job_spec(state, self.jobs_dir / state.id)
+                job = self.workspace.job_spec(state, self.jobs_dir / state.id)
             await logs.line("runner", "starting")
             exit_ = await runtime.run(job, Hooks(self, state, job, logs, runtime))
             await logs.flush()
@@ -341,7 +315,7 @@ class TrainingWorker:
     async def _attach(self, state: TrainingState, runtime: Runtime) -> None:
         """Watch again a Kubernetes job started before this runner restarted."""
         logs = self.log_writer(state)
-        job = self.job_spec(state, self.jobs_dir / state.id)
+        job = self.workspace.job_spec(state, self.jobs_dir / state.id)
         exit_ = await runtime.run(job, Hooks(self, state, job, logs, runtime))
         await logs.flush()
         await self.finish(await self.current(state.id), job, exit_, logs, runtime)
@@ -399,112 +373,6 @@ class TrainingWorker:
         await logs.flush()
         await self.execute(state.id, c.FinishTraining(training_id=state.id, metrics=metrics))
 
-    # ------------------------------------------------------------ building
-
-    async def prepare(self, state: TrainingState, logs: LogWriter) -> JobSpec:
-        workdir = self.jobs_dir / state.id
-        shutil.rmtree(workdir, ignore_errors=True)
-        src = workdir / "src"
-        for folder in (src / "data", workdir / "output"):
-            folder.mkdir(parents=True, exist_ok=True)
-        job = self.job_spec(state, workdir)
-        if state.source == "bundle":
-            await fetch_parts(
-                self.store, state.code_hash, state.data_hash, src, self.training.limits
-            )
-        else:
-            spec = {
-                "architecture": state.architecture,
-                "configuration": state.configuration,
-                "name": model_slug(state.name),
-            }
-            (src / "config.json").write_text(json.dumps(spec))
-        (workdir / "params.json").write_text(
-            json.dumps({**state.parameters, **state.configuration})
-        )
-        await self.fetch_data(state, src / "data", logs)
-        if state.requirements and state.runtime == "local://":
-            await self.install(state, job, logs)
-        return job
-
-    def job_spec(self, state: TrainingState, workdir: Path) -> JobSpec:
-        resources = state.resources or {}
-        src = workdir / "src"
-        if state.source == "bundle":
-            entry = state.entrypoint
-            argv = (
-                [sys.executable, entry, *state.args]
-                if entry.endswith(".py")
-                else [sys.executable, "-m", entry, *state.args]
-            )
-        else:
-            argv = [sys.executable, "-m", "services.training.builtin", "config.json"]
-        paths = [str(src), str(src / ".deps")]
-        env = {
-            "MLPLANE_OUTPUT_DIR": str(workdir / "output"),
-            "MLPLANE_METRICS_FILE": str(workdir / "metrics.jsonl"),
-            "MLPLANE_PARAMS_FILE": str(workdir / "params.json"),
-            "MLPLANE_DATA_DIR": str(src / "data"),
-            "MLPLANE_TRAINING_ID": state.id,
-            "PYTHONPATH": os.pathsep.join(paths),
-        }
-        return JobSpec(
-            training_id=state.id,
-            space_id=state.space_id,
-            workdir=src,
-            argv=argv,
-            env=env,
-            timeout_s=float(resources.get("timeout_s", self.training.timeout_s)),
-            cpu=float(resources.get("cpu", 1.0)),
-            memory_mb=int(resources.get("memory_mb", self.training.memory_mb)),
-            gpu=state.gpu_count,
-            image=self.training.image if state.runtime == KUBERNETES else "",
-        )
-
-    async def fetch_data(self, state: TrainingState, dest: Path, logs: LogWriter) -> None:
-        for ref in state.connectors:
-            connector, _ = await aggregates.load(self.kernel.log, CONNECTORS, ref["connector_id"])
-            if not connector.live or connector.space_id != state.space_id:
-                raise LookupError(f"connector {ref['connector_id']!r} not found in this space")
-            source = open_source(
-                connector.type,
-                connector.config,
-                connector.credentials,
-                self.training.datasets(self.settings.home),
-                egress=self.settings.egress,
-            )
-            keys = ref.get("files") or [
-                f.key for f in await source.list(ref.get("prefix", ""), 1000)
-            ]
-            try:
-                folder = dest / folder_name(connector.name)
-            except ValueError as exc:
-                raise ValueError(f"connector {connector.name!r}: {exc}") from None
-            for key in keys:
-                await source.fetch(key, folder / key)
-            await logs.line("build", f"fetched {len(keys)} file(s) from connector {connector.name}")
-
-    async def install(self, state: TrainingState, job: JobSpec, logs: LogWriter) -> None:
-        argv = [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--no-input",
-            "--disable-pip-version-check",
-            "--target",
-            str(job.workdir / ".deps"),
-            *state.requirements,
-        ]
-        build = JobSpec(
-            job.training_id, job.space_id, job.workdir, argv, timeout_s=900, memory_mb=4096
-        )
-        exit_ = await supervise(build, argv, logs.line, stream_name="build")
-        if exit_.code != 0:
-            raise RuntimeError(
-                f"installing requirements failed ({exit_.reason or f'exit code {exit_.code}'})"
-            )
-
     # ------------------------------------------------------------ decisions
 
     def context(self, state: TrainingState) -> Context:
@@ -514,6 +382,9 @@ class TrainingWorker:
 
     async def current(self, training_id: str) -> TrainingState:
         return (await aggregates.load(self.kernel.log, TRAININGS, training_id))[0]
+
+    async def connector(self, connector_id: str) -> ConnectorState:
+        return (await aggregates.load(self.kernel.log, CONNECTORS, connector_id))[0]
 
     async def decide(self, state: TrainingState, command: Command) -> list:
         """Execute `command` on the training held as `state`; the events it caused."""
@@ -544,7 +415,3 @@ class TrainingWorker:
             "resources": {scheme: rt.resources() for scheme, rt in self.runtimes.items()},
             "running_here": sorted(t for t, task in self.tasks.items() if not task.done()),
         }
-
-
-def model_slug(name: str) -> str:
-    return model_name(name.lower().replace(" ", "-"))
