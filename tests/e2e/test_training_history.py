@@ -89,6 +89,8 @@ def test_a_training_and_its_bundle_read_as_they_were(training_platform, admin, s
     types = [c["type"] for c in history["data"]]
     assert types[0] == "TrainingCreated" and types[-1] == "TrainingSucceeded", types
     assert history["data"][-1]["changed"]["status"] == "succeeded"
+    printed = training_platform.cli("history", "training", job)
+    assert printed.returncode == 0 and "TrainingSucceeded" in printed.stdout, printed.stderr
 
     read = admin.get(f"/api/v1/bundles/{bundle}", headers=headers)
     assert read.status_code == 200, read.text
