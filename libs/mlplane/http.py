@@ -119,15 +119,21 @@ def allowed_methods(request: Request) -> list[str]:
     if paths is None:
         paths = request.app.state.allowed_methods = _path_methods(request.app.openapi())
     path = request.url.path
-    methods = {m for pattern, ms in paths if pattern.fullmatch(path) for m in ms}
+    matching = [(literal, ms) for pattern, literal, ms in paths if pattern.fullmatch(path)]
+    # `/train/{workspace}/inspect` is the resource at /train/x/inspect, not
+    # `/train/{workspace}/{job_id}`: the templates naming the most segments literally win
+    best = max((literal for literal, _ in matching), default=0)
+    methods = {m for literal, ms in matching if literal == best for m in ms}
     return sorted(methods | ({"HEAD"} if "GET" in methods else set()))
 
 
-def _path_methods(openapi: dict[str, Any]) -> list[tuple[re.Pattern[str], set[str]]]:
+def _path_methods(openapi: dict[str, Any]) -> list[tuple[re.Pattern[str], int, set[str]]]:
     out = []
     for template, operations in openapi.get("paths", {}).items():
         pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
-        out.append((re.compile(pattern), {m.upper() for m in operations if m != "parameters"}))
+        literal = sum(1 for part in template.split("/") if part and "{" not in part)
+        methods = {m.upper() for m in operations if m != "parameters"}
+        out.append((re.compile(pattern), literal, methods))
     return out
 
 

@@ -47,3 +47,11 @@ def test_restoring_a_live_space_is_a_conflict_not_a_404(admin: httpx.Client):
     assert response.headers["content-type"] == "application/problem+json"
     assert "not deleted" in response.json()["detail"]
     assert admin.post("/api/v1/spaces/no-such-space/restore").status_code == 404
+
+
+def test_a_405_on_a_literal_path_names_that_resource_not_a_templated_neighbour(
+    admin: httpx.Client,
+):
+    response = admin.request("OPTIONS", "/train/some-space/inspect")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD"
