@@ -4,6 +4,11 @@ Lines are batched into TrainingLogged events on the `trainlog:<id>` stream (at m
 `flush_s` seconds or `batch` lines), so a chatty job costs a few appends a second, not one per
 line. Metrics a job logs (`mlplane.train.log_metric` writes JSON lines to its metrics file) are
 read as the file grows and appended as MetricLogged events on the same stream.
+
+This is the one append of the service that is not a `kernel.execute`: the stream is output,
+not an entity. Its one writer is the runner holding the job, there is nothing to decide (a line
+is never refused), and no read model folds it, so a command per flush would only add a load of
+the stream and a catch-up of every projection, several times a second per job.
 """
 
 from __future__ import annotations
