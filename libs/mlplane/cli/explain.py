@@ -29,8 +29,8 @@ def explain(
 ) -> None:
     """Which endpoint revision, model version, servers, checkpoint, training and bundle answered
     an inference log."""
-    headers = {"X-Space-ID": space} if space else {}
-    found = call("GET", url, token, f"/api/v1/inference-logs/{log_id}/explain", headers=headers)
+    params = {"space_id": space} if space else {}
+    found = call("GET", url, token, f"/api/v1/inference-logs/{log_id}/explain", params=params)
     if as_json:
         print(json.dumps(found, indent=2))
         return
