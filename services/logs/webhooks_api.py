@@ -161,9 +161,13 @@ async def get_subscription(
 async def past(kernel: Kernel, space: str, subscription_id: str, at: AsOf) -> dict:
     """The subscription as of `at`, if it was this space's then (a deleted one still has a past)."""
     kind = kernel.entities[SUBSCRIPTION_KIND]
-    doc = await document_at(kernel.log, kind, subscription_id, at)
-    if doc["space_id"] != space:
-        raise NotFound(f"webhook subscription {subscription_id!r} not found")
+    unknown = NotFound(f"webhook subscription {subscription_id!r} not found")
+    try:
+        doc = await document_at(kernel.log, kind, subscription_id, at)
+    except NotFound:
+        raise unknown from None
+    if doc["space_id"] != space:  # another space's: answered as an unknown id is
+        raise unknown
     return doc
 
 
