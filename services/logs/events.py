@@ -5,9 +5,11 @@ hottest path of the platform, so its logs travel only on the bus topic `mlplane.
 (key `inference-log:<id>`, CloudEvents headers like every other topic) and the logs service
 folds them into the raw log and the summary buckets (see docs/logs.md).
 
-Streams: `webhook:<subscription id>` (the subscription, its dead letters and redeliveries),
-`webhook-in:<space id>` (the space's inbound secret). `EntityStatusReported` is appended to the
-stream of the entity it reports on (`space:<id>`, `connector:<id>`, ...).
+Streams, all this service's own: `webhook:<subscription id>` (the subscription, its dead
+letters and redeliveries), `webhook-in:<space id>` (the space's inbound secret) and
+`status-report:<object>:<id>` (the status updates sent in about another context's entity,
+`space:<id>`, `connector:<id>`, ...: that entity's stream is its owner's and never written here;
+a context that cares follows `EntityStatusReported` on topic `status`).
 
 Webhook secrets are personal fields, each under a key of its own subscription or secret id, so
 deleting a subscription or rotating a secret destroys the old secret in every replay too.
