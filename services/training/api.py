@@ -138,7 +138,7 @@ async def list_trainings(
     request: Request,
     kernel: KernelDep,
     principal: PrincipalDep,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=100)] = 10,
     status_: Annotated[str | None, Query(alias="status")] = None,
 ) -> ListPage[m.TrainingPublic]:

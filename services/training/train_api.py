@@ -155,7 +155,9 @@ async def job_info(
     job_id: str,
     kernel: KernelDep,
     principal: PrincipalDep,
-    page_id: Annotated[int, Query(ge=1, description="Page of trained models, from 1")] = 1,
+    page_id: Annotated[
+        int, Query(ge=1, le=100_000, description="Page of trained models, from 1")
+    ] = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 10,
     sort_by: Annotated[
         str | None,
@@ -186,7 +188,7 @@ async def get_job_info(
     job_id: str,
     kernel: KernelDep,
     principal: PrincipalDep,
-    page_id: Annotated[int, Query(ge=1)] = 1,
+    page_id: Annotated[int, Query(ge=1, le=100_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 10,
     sort_by: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]{1,100}$")] = None,
     order: Annotated[str | None, Query(pattern="^(asc|desc)$")] = None,

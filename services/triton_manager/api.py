@@ -479,7 +479,7 @@ async def delete_version(
     kernel: KernelDep,
     space: Deleting,
     ctx: ContextDep,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=2**53)] = None,
 ) -> VersionRemoved:
     """Delete a version (`?version=`, default the latest)."""
     state = await model_in(kernel, identity, space)
