@@ -152,13 +152,18 @@ async def inbound_secret_history(
 
 
 async def report_doc(kernel: Kernel, space: str, report_id: str, at) -> dict:
+    """The status report, now or as of `at`; another space's reads exactly as an unknown one."""
     kind = kernel.entities[STATUS_REPORT_KIND]
+    unknown = NotFound(f"no status report for {report_id!r}")
     if at is None or at.now:
         doc = await kernel.doc(STATUS_REPORT_DOCS, report_id, STATUS_REPORTS.stream(report_id))
     else:
-        doc = await document_at(kernel.log, kind, report_id, at)
+        try:
+            doc = await document_at(kernel.log, kind, report_id, at)
+        except NotFound:
+            raise unknown from None
     if doc is None or doc["space_id"] != space:
-        raise NotFound(f"no status report for {report_id!r}")
+        raise unknown
     return doc
 
 
