@@ -10,7 +10,7 @@ import re
 from dataclasses import replace
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .auth import Authenticator, Permission, Principal
@@ -71,6 +71,27 @@ SPACE_HEADER = "X-Space-ID"
 
 
 SPACE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+async def space_parameters(
+    x_space_id: Annotated[
+        str | None,
+        Header(
+            alias=SPACE_HEADER,
+            pattern=f"^{SPACE_ID.pattern}$",
+            description="The space the call acts in (a member of one space may leave it out)",
+        ),
+    ] = None,
+    space_id: Annotated[
+        str | None,
+        Query(pattern=f"^{SPACE_ID.pattern}$", description="The space, when no X-Space-ID header"),
+    ] = None,
+) -> None:
+    """How a call names its space, in the OpenAPI document and checked for form; a router whose
+    routes act in a space lists it (`dependencies=[SPACE_PARAMETERS]`), `named_space` reads it."""
+
+
+SPACE_PARAMETERS = Depends(space_parameters)
 
 
 def named_space(request: Request) -> str | None:

@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 from mlplane.auth import Principal
 from mlplane.deps import (
+    SPACE_PARAMETERS,
     ContextDep,
     KernelDep,
     PrincipalDep,
@@ -52,11 +53,24 @@ TRAINING, BUNDLE, DATA_MODEL, CONNECTOR, CLUSTER = (
 )
 """The names of the kinds of entity the training service keeps (`bootstrap._entities`)."""
 
-trainings = APIRouter(prefix="/api/v1/trainings", tags=["trainings"], responses=PROBLEM_RESPONSES)
-checkpoints = APIRouter(
-    prefix="/api/v1/checkpoints", tags=["checkpoints"], responses=PROBLEM_RESPONSES
+trainings = APIRouter(
+    prefix="/api/v1/trainings",
+    tags=["trainings"],
+    responses=PROBLEM_RESPONSES,
+    dependencies=[SPACE_PARAMETERS],
 )
-bundles = APIRouter(prefix="/api/v1/bundles", tags=["trainings"], responses=PROBLEM_RESPONSES)
+checkpoints = APIRouter(
+    prefix="/api/v1/checkpoints",
+    tags=["checkpoints"],
+    responses=PROBLEM_RESPONSES,
+    dependencies=[SPACE_PARAMETERS],
+)
+bundles = APIRouter(
+    prefix="/api/v1/bundles",
+    tags=["trainings"],
+    responses=PROBLEM_RESPONSES,
+    dependencies=[SPACE_PARAMETERS],
+)
 
 
 # ---------------------------------------------------------------- shared by the routes

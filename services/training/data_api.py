@@ -18,7 +18,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 from mlplane import aggregates
 from mlplane.auth import Principal
-from mlplane.deps import ContextDep, KernelDep, PrincipalDep, in_space, permitted
+from mlplane.deps import SPACE_PARAMETERS, ContextDep, KernelDep, PrincipalDep, in_space, permitted
 from mlplane.errors import Invalid
 from mlplane.events import new_id
 from mlplane.history import AsOfParams, HistoryAfter, HistoryLimit, HistoryPage
@@ -37,12 +37,23 @@ from .refresh import refresh_cluster
 from .services import training_service
 
 data_models = APIRouter(
-    prefix="/api/v1/data-models", tags=["data-models"], responses=PROBLEM_RESPONSES
+    prefix="/api/v1/data-models",
+    tags=["data-models"],
+    responses=PROBLEM_RESPONSES,
+    dependencies=[SPACE_PARAMETERS],
 )
 connectors = APIRouter(
-    prefix="/api/v1/connectors", tags=["connectors"], responses=PROBLEM_RESPONSES
+    prefix="/api/v1/connectors",
+    tags=["connectors"],
+    responses=PROBLEM_RESPONSES,
+    dependencies=[SPACE_PARAMETERS],
 )
-clusters = APIRouter(prefix="/api/v1/clusters", tags=["clusters"], responses=PROBLEM_RESPONSES)
+clusters = APIRouter(
+    prefix="/api/v1/clusters",
+    tags=["clusters"],
+    responses=PROBLEM_RESPONSES,
+    dependencies=[SPACE_PARAMETERS],
+)
 
 
 # ---------------------------------------------------------------- data models
