@@ -37,13 +37,12 @@ from .projections import MODELS as MODEL_DOCS
 from .projections import SERVERS as SERVER_DOCS
 from .repository import invalid
 from .schemas import (
+    Holding,
     InferenceModel,
     ModelDetail,
     ModelList,
-    ModelPlace,
     ModelPublic,
     ModelUpdate,
-    ModelVersionPublic,
     ModelWritten,
     Placement,
     PlacementOutcome,
@@ -57,6 +56,8 @@ from .schemas import (
     VersionList,
     VersionRemoved,
     VersionWritten,
+    holding_of,
+    model_public,
     server_public,
 )
 from .services import (
@@ -193,59 +194,12 @@ def _wake(kernel) -> None:
 
 # ---------------------------------------------------------------- models
 
-Holding = dict[str, list[dict[str, Any]]]
-
 
 async def holding(kernel) -> Holding:
     """Served name → the servers reporting it loaded: one read of the servers projection (kept
     by the fleet worker), shared by every model of an answer."""
     servers = (await kernel.docs.query(SERVER_DOCS, {}, limit=10_000)).data
-    found: Holding = {}
-    for server in servers:
-        for name in server["loaded"]:
-            found.setdefault(name, []).append(server)
-    return found
-
-
-def model_public(state: ModelState | dict[str, Any], held: Holding) -> ModelPublic:
-    doc = state.to_doc() if isinstance(state, ModelState) else state
-    versions, places = [], []
-    for key in sorted(doc["versions"], key=int):
-        record, config = doc["versions"][key], doc["versions"][key]["config"]
-        on = held.get(served_name(doc["id"], int(key)), [])
-        places += [
-            ModelPlace(id=s["id"], ip=s["host"], port=str(s["port"]), version=int(key)) for s in on
-        ]
-        versions.append(
-            ModelVersionPublic(
-                version=key,
-                state="READY" if on else "UNAVAILABLE",
-                format=record["format"],
-                inputs=config.get("inputs", []),
-                outputs=config.get("outputs", []),
-                platform=config.get("platform") or config.get("backend", ""),
-                files=record["files"],
-                size=record["size"],
-                key=record["key"],
-                checkpoint_id=record.get("checkpoint_id"),
-                created_at=record["created_at"],
-            )
-        )
-    latest = max((int(v) for v in doc["versions"]), default=None)
-    return ModelPublic(
-        id=doc["id"],
-        name=doc["name"],
-        description=doc["description"],
-        space_id=doc["space_id"],
-        latest_version=str(latest) if latest else None,
-        versions=versions,
-        tritons=places,
-        path=f"models/{doc['id']}",
-        state="READY" if places else "UNAVAILABLE",
-        create_at=doc["created_at"],
-        created_at=doc["created_at"],
-        updated_at=doc["updated_at"],
-    )
+    return holding_of(servers)
 
 
 async def answer(kernel, state: ModelState, cls: type[ModelPublic] = ModelWritten, **extra: Any):

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 from mlplane.names import NameOrEmpty
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from .events import served_name
+
 
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -218,6 +220,60 @@ class PlacementOutcome(BaseModel):
     version: int
     error: str | None = None
     held_by: list[str] | None = None
+
+
+Holding = dict[str, list[dict[str, Any]]]
+
+
+def holding_of(servers: list[dict[str, Any]]) -> Holding:
+    """Served name → the servers (documents of the servers projection) reporting it loaded."""
+    found: Holding = {}
+    for server in servers:
+        for name in server["loaded"]:
+            found.setdefault(name, []).append(server)
+    return found
+
+
+def model_public(state: Any, held: Holding) -> ModelPublic:
+    """A model (its state, or a document of the models projection) and where it is loaded."""
+    doc = state if isinstance(state, dict) else state.to_doc()
+    versions, places = [], []
+    for key in sorted(doc["versions"], key=int):
+        record, config = doc["versions"][key], doc["versions"][key]["config"]
+        on = held.get(served_name(doc["id"], int(key)), [])
+        places += [
+            ModelPlace(id=s["id"], ip=s["host"], port=str(s["port"]), version=int(key)) for s in on
+        ]
+        versions.append(
+            ModelVersionPublic(
+                version=key,
+                state="READY" if on else "UNAVAILABLE",
+                format=record["format"],
+                inputs=config.get("inputs", []),
+                outputs=config.get("outputs", []),
+                platform=config.get("platform") or config.get("backend", ""),
+                files=record["files"],
+                size=record["size"],
+                key=record["key"],
+                checkpoint_id=record.get("checkpoint_id"),
+                created_at=record["created_at"],
+            )
+        )
+    latest = max((int(v) for v in doc["versions"]), default=None)
+    return ModelPublic(
+        id=doc["id"],
+        name=doc["name"],
+        description=doc["description"],
+        space_id=doc["space_id"],
+        latest_version=str(latest) if latest else None,
+        versions=versions,
+        tritons=places,
+        path=f"models/{doc['id']}",
+        state="READY" if places else "UNAVAILABLE",
+        create_at=doc["created_at"],
+        created_at=doc["created_at"],
+        updated_at=doc["updated_at"],
+    )
 
 
 class InferenceModel(BaseModel):

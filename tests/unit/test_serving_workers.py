@@ -147,3 +147,22 @@ def test_a_version_already_loaded_somewhere_is_served_from_there_at_once():
         dc.RollOutEndpoint(endpoint_id="e1", served_name=NAME, targets=["b"])
     ]
     assert serve_from(endpoint(serving=NAME), servers) == []
+
+
+def test_a_model_is_ready_where_the_servers_projection_says_its_version_is_loaded():
+    from services.triton_manager.schemas import holding_of, model_public
+
+    record = {"format": "onnx", "config": {}, "files": {}, "size": 1, "key": "k", "created_at": ""}
+    doc = {
+        "id": "m1",
+        "name": "iris",
+        "description": "",
+        "space_id": "s1",
+        "versions": {"1": record, "2": record},
+        "created_at": "",
+        "updated_at": "",
+    }
+    servers = [{"id": "a", "host": "h", "port": 1, "loaded": [NAME]}, {"id": "b", "loaded": []}]
+    public = model_public(doc, holding_of(servers))
+    assert [v.state for v in public.versions] == ["READY", "UNAVAILABLE"]
+    assert [(p.id, p.version) for p in public.tritons] == [("a", 1)] and public.state == "READY"
