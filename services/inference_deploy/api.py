@@ -234,10 +234,14 @@ async def remove(
 # ---------------------------------------------------------------- seed 004
 
 
-async def _visible(kernel, principal, workload_id: str) -> dict[str, Any]:
-    """The workload's revisions document, after the caller's space is checked (404 otherwise)."""
+async def _visible(
+    kernel, principal, workload_id: str, request: Request | None = None
+) -> dict[str, Any]:
+    """The workload's revisions document, after the caller's space is checked (404 otherwise;
+    also when the request names another space)."""
     doc = await kernel.doc(REVISIONS, workload_id, f"endpoint:{workload_id}")
-    if doc is None:
+    named = named_space(request) if request is not None else None
+    if doc is None or (named and named != doc["space_id"]):
         raise NotFound(f"workload {workload_id!r} not found")
     try:
         principal.require(doc["space_id"])
@@ -291,10 +295,10 @@ async def get_revision(
 
 @revisions.get("/{id}")
 async def get_workload(
-    id: str, kernel: KernelDep, principal: PrincipalDep, at: AsOfParams
+    id: str, request: Request, kernel: KernelDep, principal: PrincipalDep, at: AsOfParams
 ) -> EndpointPublic:
     """Get an inference workload (an endpoint) by id, as it is or as it was (`as_of`, `version`)."""
-    await _visible(kernel, principal, id)
+    await _visible(kernel, principal, id, request)
     doc = await kernel.doc(ENDPOINT_DOCS, id, f"endpoint:{id}")
     if not at.now:
         doc = await document_at(kernel.log, kernel.entities[ENDPOINT_KIND], id, at)
@@ -306,13 +310,14 @@ async def get_workload(
 @revisions.get("/{id}/history")
 async def workload_history(
     id: str,
+    request: Request,
     kernel: KernelDep,
     principal: PrincipalDep,
     limit: HistoryLimit = 20,
     after: HistoryAfter = 0,
 ) -> HistoryPage:
     """An inference workload's changes, oldest first: deployments, changes, rollouts, removal."""
-    await _visible(kernel, principal, id)
+    await _visible(kernel, principal, id, request)
     return await entity_history(
         kernel.log, kernel.entities[ENDPOINT_KIND], id, limit=limit, after=after
     )
