@@ -39,6 +39,12 @@ POSTGRES_BIN="${MLPLANE_POSTGRES_BIN:-/usr/lib/postgresql/15/bin}"
 POSTGRES_OS_USER="${MLPLANE_POSTGRES_OS_USER:-postgres}" # who runs the server when we are root
 POSTGRES_DATA="$STATE/postgres"
 POSTGRES_DB=ferretdb # database and role FerretDB uses
+# FerretDB v1.24 keeps one pooled PostgreSQL connection per statement of an `update` command until
+# the command ends, and its pool (50 by default) is shared by every client: a bulk write of 50
+# updates or more waits forever for a 51st connection and stalls the whole server. A pool (and
+# a max_connections) larger than any bulk write the platform sends keeps clear of it; idle
+# connections are closed after a minute.
+FERRETDB_PG_POOL="${MLPLANE_FERRETDB_PG_POOL:-1000}"
 
 S3_PORT="${MLPLANE_S3_PORT:-9000}"
 GOFAKES3_VERSION="${MLPLANE_GOFAKES3_VERSION:-v1.2.0}"
@@ -248,7 +254,7 @@ postgres_up() {
   say "starting postgres on 127.0.0.1:$POSTGRES_PORT"
   launch postgres "${AS_POSTGRES[@]}" "$POSTGRES_BIN/postgres" -D "$POSTGRES_DATA" \
     -c listen_addresses=127.0.0.1 -c port="$POSTGRES_PORT" -c unix_socket_directories= \
-    -c logging_collector=off -c log_min_messages=warning
+    -c logging_collector=off -c log_min_messages=warning -c max_connections=$((FERRETDB_PG_POOL + 50))
   wait_ready postgres postgres_answers
   if [[ -z $(postgres_sql "SELECT 1 FROM pg_roles WHERE rolname = '$POSTGRES_DB'") ]]; then
     postgres_sql "CREATE ROLE $POSTGRES_DB LOGIN" || die "could not create the role $POSTGRES_DB"
@@ -292,7 +298,7 @@ mongo_up() {
     postgresql)
       postgres_up
       backend=(--handler=postgresql
-        --postgresql-url="postgres://$POSTGRES_DB@127.0.0.1:$POSTGRES_PORT/$POSTGRES_DB") ;;
+        --postgresql-url="postgres://$POSTGRES_DB@127.0.0.1:$POSTGRES_PORT/$POSTGRES_DB?pool_max_conns=$FERRETDB_PG_POOL&pool_max_conn_idle_time=1m") ;;
     sqlite)
       mkdir -p "$FERRETDB_DATA/data"
       backend=(--handler=sqlite --sqlite-url="file:$FERRETDB_DATA/data/") ;;
