@@ -27,6 +27,7 @@ import aiohttp
 from fastapi import APIRouter, Request, Response
 from mlplane.errors import MlplaneError
 from mlplane.http import PROBLEM, PROBLEM_RESPONSES, problem
+from mlplane.middleware import header_value
 
 from .model_config import config_json
 from .plane import DataPlane, Route, Unavailable, plane
@@ -41,6 +42,7 @@ from .tensors import (
 )
 
 HEADER_LENGTH = "inference-header-content-length"
+HEADER_LENGTH_RAW = HEADER_LENGTH.encode()
 MAX_BODY_BYTES = 64 << 20
 """Inference requests carry tensors: larger bodies than the other routes."""
 
@@ -205,8 +207,8 @@ def _error_text(body: bytes) -> str:
 
 
 async def _forward(this: DataPlane, route: Route, request: Request, body: bytes) -> Response:
-    base, binary_ok = route.pick()
-    header_length = request.headers.get(HEADER_LENGTH)
+    url, binary_ok = route.pick()
+    header_length = header_value(request.scope, HEADER_LENGTH_RAW)
     headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
     rebuild, every, named = False, False, set()
     if binary_ok:
@@ -235,7 +237,6 @@ async def _forward(this: DataPlane, route: Route, request: Request, body: bytes)
             if (header_length or every or named)
             else body
         )
-    url = f"{base}/v2/models/{route.served_name}/versions/{route.version}/infer"
     try:
         async with this.http().post(url, data=payload, headers=headers) as upstream:
             content = await upstream.read()

@@ -25,6 +25,8 @@ from mlplane.bus import topic_name
 from mlplane.errors import MlplaneError, NotFound, Unauthorized
 from mlplane.events import new_id, registry
 from mlplane.kernel import Kernel
+from mlplane.middleware import header_value
+from yarl import URL
 
 from .projections import ENDPOINTS, MODEL_CONFIGS, ROUTING, SERVERS, endpoint_id
 
@@ -56,11 +58,20 @@ class Route:
     expires: float
     turn: itertools.count = field(default_factory=itertools.count)
 
-    def pick(self) -> tuple[str, bool]:
+    infer_urls: list[URL] = field(init=False, repr=False)
+    """Each target's infer URL, parsed once per route rather than on every call."""
+
+    def __post_init__(self) -> None:
+        path = f"/v2/models/{self.served_name}/versions/{self.version}/infer"
+        self.infer_urls = [URL(base + path) for base, _ in self.targets]
+
+    def pick(self) -> tuple[URL, bool]:
+        """The infer URL of the next ready target, and whether it speaks binary tensors."""
         if not self.targets:
             why = "it is being rolled out" if self.phase == "pending" else f"it is {self.phase}"
             raise Unavailable(f"endpoint {self.name!r} has no ready model server: {why}")
-        return self.targets[next(self.turn) % len(self.targets)]
+        turn = next(self.turn) % len(self.targets)
+        return self.infer_urls[turn], self.targets[turn][1]
 
 
 class DataPlane:
@@ -154,7 +165,7 @@ class DataPlane:
     # ------------------------------------------------------------ callers and routes
 
     async def principal(self, request: Request) -> Principal:
-        header = request.headers.get("authorization", "")
+        header = header_value(request.scope, b"authorization") or ""
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("send an 'Authorization: Bearer <token>' header")
@@ -164,7 +175,7 @@ class DataPlane:
         self, request: Request, name: str, version: str | None
     ) -> tuple[Route, Principal]:
         principal = await self.principal(request)
-        space = request.headers.get("x-space-id") or request.query_params.get("space_id")
+        space = header_value(request.scope, b"x-space-id") or request.query_params.get("space_id")
         if not space:
             spaces = principal.space_ids()
             if len(spaces) != 1:
