@@ -1,7 +1,9 @@
 """`make bench`: every hot path against the raw driver in the same run, printed as one table.
 
 Writes bench/results/latest.json as {"benchmarks": [{name, ratio, target, higher_is_better,
-met, ours, raw, unit, detail}], "failed": {name: error}} and prints the table at the end.
+met, ours, raw, unit, detail}], "failed": {name: error}, "machine": {cpus, load averages at
+start and end}} and prints the table at the end: ratios from a machine busy with other work
+are worth less, so the load is kept with them.
 Needs the local servers (`make services-up`).
 
 MLPLANE_BENCH_SCALE multiplies every size (at least 100 of anything is kept); `--no-save`
@@ -105,7 +107,12 @@ def table(results: list[Result], failed: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 async def main(save: bool) -> int:
+    machine = {"cpus": os.cpu_count(), "load_average_1_5_15_min_at_start": _load()}
     results: list[Result] = []
     failed: dict[str, str] = {}
     for name, start in benchmarks():
@@ -122,11 +129,13 @@ async def main(save: bool) -> int:
         for r in done:
             print(f"{'ok  ' if r.met else 'MISS'} {r.name:30} {r.detail}", flush=True)
         print(f"     ({name} took {time.perf_counter() - began:.1f}s)", flush=True)
+    machine["load_average_1_5_15_min_at_end"] = _load()
     print()
     print(table(results, failed))
+    print(f"machine: {machine}")
     if save:
         LATEST.parent.mkdir(parents=True, exist_ok=True)
-        record = {"benchmarks": [r.record() for r in results], "failed": failed}
+        record = {"benchmarks": [r.record() for r in results], "failed": failed, "machine": machine}
         LATEST.write_text(json.dumps(record, indent=2) + "\n")
         print(f"written to {LATEST}")
     for name, error in failed.items():

@@ -237,9 +237,10 @@ postgres_up() {
   if pid_of postgres >/dev/null; then say "postgres already running on 127.0.0.1:$POSTGRES_PORT"; return 0; fi
   check_port_free postgres "$POSTGRES_PORT" MLPLANE_POSTGRES_PORT
   postgres_install
-  if ((EUID == 0)); then
-    id -u "$POSTGRES_OS_USER" >/dev/null 2>&1 ||
-      die "user $POSTGRES_OS_USER (who runs PostgreSQL, as root may not) does not exist; set MLPLANE_POSTGRES_OS_USER"
+  if ((EUID == 0)) && ! id -u "$POSTGRES_OS_USER" >/dev/null 2>&1; then
+    say "creating the system user $POSTGRES_OS_USER to run PostgreSQL (root may not)"
+    useradd --system --no-create-home --shell /usr/sbin/nologin "$POSTGRES_OS_USER" ||
+      die "could not create the user $POSTGRES_OS_USER; set MLPLANE_POSTGRES_OS_USER to an existing one"
   fi
   mkdir -p "$POSTGRES_DATA" "$LOGS" "$RUN"
   ((EUID == 0)) && chown "$POSTGRES_OS_USER:" "$POSTGRES_DATA"
