@@ -188,10 +188,13 @@ class Pagination:
         self.after = after or None
 
 
-async def pagination(
-    limit: Annotated[int, Query(ge=1, le=100, description="Items per page")] = 10,
-    after: Annotated[str | None, Query(description="Id of the last item already seen")] = None,
-) -> Pagination:
+PageLimit = Annotated[int, Query(ge=1, le=100, description="Items per page")]
+PageAfter = Annotated[str | None, Query(description="Id of the last item already seen")]
+"""`PageParams`' two parameters, for a hot route that declares them itself (one dependency
+fewer for FastAPI to solve, the same OpenAPI document)."""
+
+
+async def pagination(limit: PageLimit = 10, after: PageAfter = None) -> Pagination:
     """A coroutine, so FastAPI calls it on the event loop rather than in its thread pool."""
     return Pagination(limit, after)
 

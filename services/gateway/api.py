@@ -28,7 +28,16 @@ from mlplane.history import (
     document_at,
     entity_history,
 )
-from mlplane.http import PROBLEM_RESPONSES, ListPage, PageParams, json_answer, list_page
+from mlplane.http import (
+    PROBLEM_RESPONSES,
+    ListPage,
+    PageAfter,
+    PageLimit,
+    PageParams,
+    Pagination,
+    json_answer,
+    list_page,
+)
 from mlplane.kernel import Kernel
 
 from . import commands as c
@@ -71,19 +80,25 @@ def public_space(state: SpaceState | dict) -> m.SpacePublic:
 async def list_spaces(
     request: Request,
     principal: PrincipalDep,
-    page: PageParams,
     deleted: Annotated[
         bool, Query(description="List deleted spaces instead (to restore one)")
     ] = False,
+    limit: PageLimit = 10,
+    after: PageAfter = None,
 ) -> Response:
     """List the spaces the caller belongs to."""
     # The most frequent read: the kernel is taken from the app rather than through KernelDep,
-    # and the page answered as its JSON bytes, since each dependency FastAPI solves and its
-    # re-validation of a returned model cost more than the read itself (bench_gateway).
+    # the page's parameters are declared here rather than through PageParams, and the page is
+    # answered as its JSON bytes, since each dependency FastAPI solves and its re-validation
+    # of a returned model cost more than the read itself (bench_gateway).
     kernel: Kernel = request.app.state.kernel
     scope = None if principal.admin else principal.space_ids()
     found = await list_page(
-        kernel.docs, SPACE_DOCS, m.SpacePublic, page, {"deleted": deleted, "_key": scope}
+        kernel.docs,
+        SPACE_DOCS,
+        m.SpacePublic,
+        Pagination(limit, after),
+        {"deleted": deleted, "_key": scope},
     )
     return json_answer(found)
 
