@@ -282,3 +282,13 @@ async def test_documents_with_dots_and_dollars_in_their_keys_round_trip(
     page = await read_models.query("c", {"status": "ok"})
     assert page.data[0]["labels"] == labels
     assert (await read_models.all_docs("c"))["a"]["labels"] == labels
+
+
+async def test_a_batch_larger_than_one_bulk_command_is_written_whole(read_models: ReadModelStore):
+    """Rebuilds write pages of thousands of documents; the Mongo adapter sends them in chunks
+    (a FerretDB on PostgreSQL hangs on a command of 50 statements or more)."""
+    keys = [f"k{i:03}" for i in range(130)]
+    await read_models.put_many("big", [Write(k, {"n": 1}, 1) for k in keys])
+    await read_models.put_many("big", [Write(k, {"n": 2}, 2) for k in keys])
+    docs = await read_models.get_many("big", keys)
+    assert sorted(docs) == keys and {d["n"] for d in docs.values()} == {2}

@@ -112,6 +112,12 @@ def _latest(writes: Sequence[Write]) -> list[Write]:
     return list(latest.values())
 
 
+BULK_CHUNK = 40
+"""Writes per bulk command. FerretDB v1 on PostgreSQL holds one pooled connection per statement
+of a command until the command ends, so a command of as many statements as its pool has
+connections (50 by default) waits forever, and every other client with it."""
+
+
 class MongoReadModels(ReadModelStore):
     def __init__(self, database: Any, prefix: str = "") -> None:
         self._db = database
@@ -148,14 +154,17 @@ class MongoReadModels(ReadModelStore):
             InsertOne({"_id": w.key, **_body(w)}) if w.key not in stored else _replace(w)
             for w in pending
         ]
-        try:
-            await coll.bulk_write(ops, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            # inserted by another writer meanwhile: it exists now, so the guarded replace decides
-            await coll.bulk_write([_replace(pending[e["index"]]) for e in errors], ordered=False)
+        for start in range(0, len(ops), BULK_CHUNK):
+            chunk = pending[start : start + BULK_CHUNK]
+            try:
+                await coll.bulk_write(ops[start : start + BULK_CHUNK], ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise
+                # inserted by another writer meanwhile: it exists now, the guarded replace decides
+                retry = [_replace(chunk[e["index"]]) for e in errors]
+                await coll.bulk_write(retry, ordered=False)
 
     async def query(
         self,

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from mlplane.readmodels.mongo import BULK_CHUNK
 from pymongo import ASCENDING, DESCENDING, InsertOne, ReplaceOne
 from pymongo.errors import BulkWriteError
 
@@ -196,11 +197,16 @@ class MongoLogStore(LogStore):
                 replaces += 1
         if not ops:
             return
-        try:
-            result = await self._buckets.bulk_write(ops, ordered=False)
-        except BulkWriteError as exc:
-            raise StaleWrite(f"summary buckets of {source} changed meanwhile") from exc
-        if result.matched_count != replaces:
+        matched = 0
+        for start in range(0, len(ops), BULK_CHUNK):  # see BULK_CHUNK: FerretDB's pool
+            try:
+                result = await self._buckets.bulk_write(
+                    ops[start : start + BULK_CHUNK], ordered=False
+                )
+            except BulkWriteError as exc:
+                raise StaleWrite(f"summary buckets of {source} changed meanwhile") from exc
+            matched += result.matched_count
+        if matched != replaces:
             raise StaleWrite(f"summary buckets of {source} changed meanwhile")
 
     async def applied(self, source: str) -> int:
