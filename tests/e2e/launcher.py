@@ -94,7 +94,7 @@ class Platform:
 
     def client(self, token: str | None = None, **headers: str) -> httpx.Client:
         auth = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers={**auth, **headers}, timeout=10)
+        return httpx.Client(base_url=self.url, headers={**auth, **headers}, timeout=60)
 
     def admin(self) -> httpx.Client:
         return self.client(self.admin_token)

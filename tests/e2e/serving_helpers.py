@@ -36,7 +36,7 @@ def upload(client, name: str, filename: str, data: bytes, **extra):
     )
 
 
-def wait_for(predicate, timeout: float = 60.0, every: float = 0.2):
+def wait_for(predicate, timeout: float = 180.0, every: float = 0.2):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = predicate()

@@ -194,7 +194,7 @@ def test_the_fleet_shows_the_local_server_and_no_drift(serving_platform, setup):
         }
         and d
     )
-    detail = wait_for(settled, timeout=20)
+    detail = wait_for(settled, timeout=90)
     assert set(detail["desired"]) <= set(detail["observed"]["loaded"])
 
 
@@ -216,7 +216,9 @@ def test_a_killed_model_server_answers_503_then_is_reloaded_and_serves_again(
         every=0.05,
     )
     assert down.headers["content-type"] == "application/problem+json" and down.json()["error"]
-    wait_for(lambda: client.post("/v2/models/iris/infer", json=body).status_code == 200, timeout=60)
+    wait_for(
+        lambda: client.post("/v2/models/iris/infer", json=body).status_code == 200, timeout=180
+    )
     events = serving_platform.cli("events", "tail", "--json")
     kinds = [
         json.loads(line)["type"]

@@ -102,7 +102,7 @@ def test_an_endpoint_serves_tritonclient_with_json_and_binary_tensors(processes,
     assert deployed.status_code == 201, deployed.text
     wait_for(lambda: running(client, space, "iris"))
     triton, headers = triton_of(gateway, space)
-    wait_for(lambda: triton.is_model_ready("iris", headers=headers), timeout=10)
+    wait_for(lambda: triton.is_model_ready("iris", headers=headers), timeout=60)
     assert triton.get_model_metadata("iris", headers=headers)["versions"] == ["1"]
     for binary in (False, True):
         tensor = httpclient.InferInput("X", list(SAMPLE.shape), "FP32")
@@ -169,7 +169,7 @@ def test_configuration_changes_are_revisions_and_rollback_restores_one(processes
     base = f"/api/v1/workloads/inferences/{first['id']}/revisions"
     assert client.get(f"{base}/count").json() == {"count": 3}
     settled = lambda: (r := client.get(base).json()["data"])[2]["phase"] == "Running" and r
-    revisions = wait_for(settled, timeout=20)
+    revisions = wait_for(settled, timeout=90)
     assert [r["revision"] for r in revisions] == [1, 2, 3]
     assert (
         revisions[2]["spec"] == revisions[0]["spec"]

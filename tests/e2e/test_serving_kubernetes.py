@@ -121,4 +121,4 @@ def test_a_kubernetes_endpoint_rolls_out_and_is_removed(serving_platform):
         logs = admin.get("/inference/on-k8s/logs", headers=headers).json()["logs"]
         assert "applied Deployment and Service" in logs and "rolled out" in logs
         assert admin.delete("/endpoint/on-k8s", headers=headers).status_code == 200
-        wait_for(lambda: not cluster.deployments and not cluster.services, timeout=10)
+        wait_for(lambda: not cluster.deployments and not cluster.services, timeout=60)
