@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
 import sys
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mlplane.errors import Invalid, MlplaneError
+from mlplane.triton import config_pbtxt, model_config_pb2, oip_datatype
 
 MODEL_SUFFIXES = {".onnx": "onnx", ".joblib": "joblib", ".pkl": "joblib", ".pickle": "joblib"}
 DEFAULT_FILES = {"onnx": "model.onnx", "joblib": "model.joblib"}
@@ -60,19 +59,6 @@ def invalid(detail: str, field_name: str) -> Invalid:
     )
 
 
-@cache
-def model_config_pb2():
-    """Triton's ModelConfig message, from the module tritonclient ships (its grpc package
-    imports grpcio at start, which the HTTP client does not need, so the file is loaded alone)."""
-    import tritonclient
-
-    path = Path(tritonclient.__file__).parent / "grpc" / "model_config_pb2.py"
-    spec = importlib.util.spec_from_file_location("mlplane_triton_model_config_pb2", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
 # ---------------------------------------------------------------- config
 
 
@@ -103,36 +89,6 @@ def parse_config(text: str) -> dict[str, Any]:
         "inputs": tensors("input"),
         "outputs": tensors("output"),
     }
-
-
-def config_message(name: str, config: dict[str, Any]):
-    message = model_config_pb2().ModelConfig(
-        name=name, max_batch_size=config.get("max_batch_size", 0)
-    )
-    if config.get("platform"):
-        message.platform = config["platform"]
-    if config.get("backend"):
-        message.backend = config["backend"]
-    types = model_config_pb2().DataType
-    for kind, target in (("inputs", message.input), ("outputs", message.output)):
-        for tensor in config.get(kind, []):
-            target.add(
-                name=tensor["name"], data_type=types.Value(tensor["datatype"]), dims=tensor["dims"]
-            )
-    return message
-
-
-def config_pbtxt(name: str, config: dict[str, Any]) -> str:
-    from google.protobuf import text_format
-
-    return text_format.MessageToString(config_message(name, config))
-
-
-def config_json(name: str, config: dict[str, Any]) -> str:
-    """The config as Triton's load API takes it (`parameters.config`)."""
-    from google.protobuf import json_format
-
-    return json_format.MessageToJson(config_message(name, config), preserving_proto_field_name=True)
 
 
 def onnx_config(path: Path) -> dict[str, Any]:
@@ -391,14 +347,6 @@ def version_key(model_id: str, version: int, name: str) -> str:
 
 
 # ---------------------------------------------------------------- serving layout
-
-
-MLSERVER_TYPES = {"TYPE_STRING": "BYTES"}
-
-
-def oip_datatype(triton_type: str) -> str:
-    """TYPE_FP32 -> FP32: the Open Inference Protocol's name of a config data type."""
-    return MLSERVER_TYPES.get(triton_type, triton_type.removeprefix("TYPE_"))
 
 
 MLSERVER_RUNTIMES = {"onnx": "mlplane_onnx.OnnxModel", "joblib": "mlserver_sklearn.SKLearnModel"}

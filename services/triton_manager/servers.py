@@ -23,9 +23,10 @@ from typing import Any
 
 import aiohttp
 import tritonclient.http.aio as triton
+from mlplane.triton import config_json, config_pbtxt
 from tritonclient.utils import InferenceServerException
 
-from .repository import DEFAULT_FILES, config_json, config_pbtxt, model_settings
+from .repository import DEFAULT_FILES, model_settings
 
 
 class ServerError(Exception):

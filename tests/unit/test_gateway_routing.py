@@ -7,21 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 from mlplane.events import Envelope, Event
 from mlplane.projections import Projection
+from mlplane.triton import oip_datatype
 
-from services.gateway.dataplane.projections import (
-    Endpoints,
-    ModelConfigs,
-    Servers,
-    endpoint_id,
-)
+from services.gateway.dataplane.projections import Endpoints, ModelConfigs, Servers
 from services.gateway.dataplane.tensors import (
     binary_inputs_to_json,
     encode_outputs,
     encode_tensor,
-    oip_datatype,
 )
 from services.inference_deploy import events as d
-from services.inference_deploy.handlers import endpoint_id as deploy_endpoint_id
+from services.inference_deploy.events import endpoint_id
 from services.triton_manager import events as s
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -51,10 +46,6 @@ DEPLOYED = d.EndpointDeployed(
 ROLLED_OUT = d.EndpointRolledOut(
     endpoint_id=EID, revision_id="r1", served_name="m1-v2", targets=["srv1"]
 )
-
-
-def test_the_endpoint_id_is_the_one_the_endpoint_context_derives():
-    assert endpoint_id("s1", "iris") == deploy_endpoint_id("s1", "iris")
 
 
 def test_a_deployed_endpoint_is_pending_until_its_rollout_reaches_a_server():

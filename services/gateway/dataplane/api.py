@@ -28,14 +28,13 @@ from fastapi import APIRouter, Request, Response
 from mlplane.errors import MlplaneError
 from mlplane.http import PROBLEM, PROBLEM_RESPONSES, problem
 from mlplane.middleware import header_value
+from mlplane.triton import config_json, oip_datatype
 
-from .model_config import config_json
 from .plane import DataPlane, Route, Unavailable, plane
 from .tensors import (
     InvalidTensor,
     binary_inputs_to_json,
     encode_outputs,
-    oip_datatype,
     split_binary,
     strip_binary_requests,
     wanted_binary,

@@ -28,7 +28,9 @@ from mlplane.kernel import Kernel
 from mlplane.middleware import header_value
 from yarl import URL
 
-from .projections import ENDPOINTS, MODEL_CONFIGS, ROUTING, SERVERS, endpoint_id
+from services.inference_deploy.events import endpoint_id
+
+from .projections import ENDPOINTS, MODEL_CONFIGS, ROUTING, SERVERS
 
 log = logging.getLogger("mlplane.dataplane")
 

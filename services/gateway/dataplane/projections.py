@@ -11,8 +11,6 @@ tables (contexts are sealed: docs/services.md).
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from typing import Any
 
 from mlplane.events import Envelope
@@ -33,13 +31,6 @@ PENDING, RUNNING, FAILED = "pending", "running", "failed"
 
 def _types(*classes: type) -> frozenset[str]:
     return frozenset(cls.type_name for cls in classes)
-
-
-def endpoint_id(space_id: str, name: str) -> str:
-    """The id the endpoint context gives the endpoint `name` of a space (its stream is
-    `endpoint:<id>`): a UUID derived from both, as `EndpointDeployed.endpoint_id` carries it."""
-    digest = hashlib.sha256(f"{space_id}/{name}".encode()).hexdigest()
-    return str(uuid.UUID(hex=digest[:32]))
 
 
 class Endpoints(Projection):

@@ -26,13 +26,6 @@ NUMPY_TYPES = {
     "FP64": np.float64,
 }
 
-TRITON_TO_OIP = {"TYPE_STRING": "BYTES"}
-
-
-def oip_datatype(triton_type: str) -> str:
-    """TYPE_FP32 -> FP32: the Open Inference Protocol's name of a config data type."""
-    return TRITON_TO_OIP.get(triton_type, triton_type.removeprefix("TYPE_"))
-
 
 def split_binary(body: bytes, header_length: int) -> tuple[dict[str, Any], bytes]:
     try:
