@@ -189,7 +189,11 @@ class DataPlane:
         route = self.routes.get((space, name))
         if route is None or route.expires < time.monotonic():
             route = await self._resolve(space, name)
-            self.routes[(space, name)] = route
+            if not route.targets:  # a rollout may have landed since the tables were folded
+                await self.kernel.catch_up(*ROUTING)
+                route = await self._resolve(space, name)
+            if route.targets:  # one without a ready server is looked up again next call
+                self.routes[(space, name)] = route
         if version and version != route.version:
             raise NotFound(f"endpoint {name!r} serves version {route.version}, not {version}")
         return route, principal
