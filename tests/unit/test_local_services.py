@@ -7,15 +7,11 @@ servers it manages."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "local" / "services.sh"
-KAFKA_LIBS = ROOT / ".mlplane" / "cache" / "kafka" / "libs"
 CLUSTER_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{21}")
 
 
@@ -63,22 +59,3 @@ def test_the_storage_format_passes_the_id_as_one_argument():
     call = text[text.index("StorageTool format") :].split("fail_with_log", 1)[0]
     assert '--cluster-id="$(kafka_cluster_id)"' in call
     assert not re.search(r"\s-t\s", call)
-
-
-@pytest.mark.skipif(
-    not (KAFKA_LIBS.is_dir() and shutil.which("java")), reason="Kafka's jars are not fetched"
-)
-def test_kafka_formats_a_scratch_directory_with_an_id_that_starts_with_a_dash(tmp_path: Path):
-    """Against a directory of its own: the running broker (if any) is not touched."""
-    data = tmp_path / "data"
-    props = tmp_path / "kafka.properties"
-    template = (SCRIPT.parent / "kafka" / "server.properties").read_text()
-    placeholders = {"@PORT@": "1", "@CONTROLLER_PORT@": "2", "@DATA_DIR@": str(data)}
-    for name, value in placeholders.items():
-        template = template.replace(name, value)
-    props.write_text(template)
-    out = sourced(
-        f'"${{KAFKA_TOOL[@]}}" kafka.tools.StorageTool format -c "{props}" '
-        "--cluster-id=-starts-with-a-dash000 2>&1"
-    )
-    assert "cluster.id=-starts-with-a-dash000" in (data / "meta.properties").read_text(), out
