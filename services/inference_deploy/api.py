@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 from mlplane.deps import (
+    SPACE_PARAMETERS,
     ContextDep,
     KernelDep,
     PrincipalDep,
@@ -57,9 +58,17 @@ from .schemas import (
 )
 
 inference = APIRouter(prefix="/inference", tags=["inference"], responses=PROBLEM_RESPONSES)
-endpoints = APIRouter(prefix="/endpoint", tags=["inference"], responses=PROBLEM_RESPONSES)
+endpoints = APIRouter(
+    prefix="/endpoint",
+    tags=["inference"],
+    responses=PROBLEM_RESPONSES,
+    dependencies=[SPACE_PARAMETERS],
+)
 revisions = APIRouter(
-    prefix="/api/v1/workloads/inferences", tags=["revisions"], responses=PROBLEM_RESPONSES
+    prefix="/api/v1/workloads/inferences",
+    tags=["revisions"],
+    responses=PROBLEM_RESPONSES,
+    dependencies=[SPACE_PARAMETERS],
 )
 
 

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, status
-from mlplane.deps import AdminDep, ContextDep, KernelDep, PrincipalDep, admin_only, permitted
+from mlplane.deps import (
+    SPACE_PARAMETERS,
+    AdminDep,
+    ContextDep,
+    KernelDep,
+    PrincipalDep,
+    admin_only,
+    permitted,
+)
 from mlplane.errors import Invalid, NotFound
 from mlplane.events import new_id
 from mlplane.history import (
@@ -83,8 +91,18 @@ tritons = APIRouter(
     responses=PROBLEM_RESPONSES,
     dependencies=[Depends(admin_only)],
 )
-models = APIRouter(prefix="/api/models", tags=["models (registry)"], responses=PROBLEM_RESPONSES)
-inference_models = APIRouter(prefix="/api/v1/models", tags=["models"], responses=PROBLEM_RESPONSES)
+models = APIRouter(
+    prefix="/api/models",
+    tags=["models (registry)"],
+    responses=PROBLEM_RESPONSES,
+    dependencies=[SPACE_PARAMETERS],
+)
+inference_models = APIRouter(
+    prefix="/api/v1/models",
+    tags=["models"],
+    responses=PROBLEM_RESPONSES,
+    dependencies=[SPACE_PARAMETERS],
+)
 
 ADMIN_HOLDER = "admin"
 
