@@ -271,16 +271,7 @@ def checkpoint_origin(data: t.CheckpointCreated, at: str) -> Doc:
         "space_id": data.space_id,
         "name": data.name,
         "format": data.format,
-        "checkpoint": {
-            "id": data.checkpoint_id,
-            "name": data.name,
-            "version": data.version,
-            "format": data.format,
-            "uri": data.uri,
-            "files": data.files,
-            "metrics": data.metrics,
-            "created_at": at,
-        },
+        "checkpoint": data.checkpoint_node(at),
         "training": {
             "id": data.training_id,
             "name": origin.get("training_name", ""),

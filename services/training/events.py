@@ -114,6 +114,20 @@ class CheckpointCreated(Event):
     signature: dict[str, Any] = {}
     provenance: dict[str, Any] = {}
 
+    def checkpoint_node(self, at: str) -> dict[str, Any]:
+        """The checkpoint as a provenance graph shows it: one shape for every context that
+        draws the graph from this event (`at`: the event's time stamp)."""
+        return {
+            "id": self.checkpoint_id,
+            "name": self.name,
+            "version": self.version,
+            "format": self.format,
+            "uri": self.uri,
+            "files": self.files,
+            "metrics": self.metrics,
+            "created_at": at,
+        }
+
 
 @_event("TrainingSucceeded")
 class TrainingSucceeded(Event):

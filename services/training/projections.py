@@ -158,16 +158,7 @@ def checkpoint_provenance(data: e.CheckpointCreated, at: str) -> Doc:
     return {
         "id": data.checkpoint_id,
         "space_id": data.space_id,
-        "checkpoint": {
-            "id": data.checkpoint_id,
-            "name": data.name,
-            "version": data.version,
-            "format": data.format,
-            "uri": data.uri,
-            "files": data.files,
-            "metrics": data.metrics,
-            "created_at": at,
-        },
+        "checkpoint": data.checkpoint_node(at),
         "training": {
             "id": data.training_id,
             "name": origin.get("training_name", ""),
